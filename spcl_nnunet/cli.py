@@ -1,0 +1,103 @@
+"""Command line: ``spcl_nnunet {env,synthetic,prepare,demo}``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+
+def _dataset_folder(base_env: str, dataset_id: int) -> Path:
+    from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
+
+    base = os.environ.get(base_env)
+    if not base:
+        raise SystemExit(f"error: {base_env} is not set (run: eval \"$(spcl_nnunet env)\")")
+    return Path(base) / maybe_convert_to_dataset_name(dataset_id)
+
+
+def cmd_env(args: argparse.Namespace) -> int:
+    from spcl_nnunet.environment import export_lines, required_environment
+
+    lines = export_lines(required_environment(args.root))
+    print("\n".join(lines) if lines else "# nothing to set: nnUNet_extTrainer and the nnU-Net folders are set")
+    return 0
+
+
+def cmd_synthetic(args: argparse.Namespace) -> int:
+    from spcl_nnunet.splits import load_fold_table
+    from spcl_nnunet.synthetic import generate_synthetic_dataset
+
+    raw = os.environ.get("nnUNet_raw")
+    if not raw:
+        raise SystemExit("error: nnUNet_raw is not set (run: eval \"$(spcl_nnunet env)\")")
+    folder = generate_synthetic_dataset(raw, args.d, n_patients=args.patients, seed=args.seed,
+                                        overwrite=args.overwrite)
+    print(f"wrote {folder}")
+    print(load_fold_table(folder).describe())
+    return 0
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    from spcl_nnunet.sidecars import install_sidecars
+    from spcl_nnunet.splits import load_fold_table
+
+    raw = _dataset_folder("nnUNet_raw", args.d)
+    pre = _dataset_folder("nnUNet_preprocessed", args.d)
+    for path in install_sidecars(raw, pre):
+        print(f"installed {path}")
+    print(load_fold_table(pre).describe())
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from spcl_nnunet.demo import run_demo
+
+    return run_demo(workdir=Path(args.workdir), dataset_id=args.d, device=args.device, seed=args.seed,
+                    fold=args.fold)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="spcl_nnunet", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("env", help="print the export lines nnU-Net needs to find the SP-Con trainers")
+    p.add_argument("--root", default="nnUNet_data", help="base folder for nnU-Net folders that are unset")
+    p.set_defaults(func=cmd_env)
+
+    p = sub.add_parser("synthetic", help="write the embedded synthetic cardiac cine-MRI dataset into nnUNet_raw")
+    p.add_argument("-d", type=int, required=True, help="dataset id (DatasetXXX_SyntheticCardiac)")
+    p.add_argument("--patients", type=int, default=16)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=cmd_synthetic)
+
+    p = sub.add_parser("prepare", help="copy meta_labels.json and the folds next to the preprocessed dataset "
+                                       "(after nnUNetv2_plan_and_preprocess)")
+    p.add_argument("-d", required=True, help="dataset id or name")
+    p.set_defaults(func=cmd_prepare)
+
+    p = sub.add_parser("demo", help="synthetic data -> plan -> SP-Con pre-training -> fine-tuning vs baseline "
+                                    "-> nnUNetv2_predict -> 3D Dice table")
+    p.add_argument("--workdir", default="spcl_demo", help="working folder (nnU-Net folders unless already set)")
+    p.add_argument("-d", type=int, default=901, help="dataset id for the synthetic dataset")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                   help="auto: CUDA when available, else CPU")
+    p.add_argument("--seed", type=int, default=0, help="seed of the synthetic dataset")
+    p.add_argument("--fold", type=int, default=0, help="labeled configuration (fold 0: 1 labeled scan)")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

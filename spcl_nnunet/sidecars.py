@@ -1,0 +1,87 @@
+"""Where the trainers find the meta-label and fold sidecars.
+
+The converters and ``spcl_nnunet synthetic`` write ``meta_labels.json``, ``spcl_folds.json`` and
+``splits_final.json`` into the raw dataset folder. nnU-Net reads ``splits_final.json`` from the
+preprocessed dataset folder, and training machines often only have ``nnUNet_preprocessed`` and
+``nnUNet_results``: ``spcl_nnunet prepare -d ID`` copies the three files next to the preprocessed
+dataset. The trainers read them there (and copy them from the raw folder themselves when the raw
+folder is present), and refuse to start without them: no silent default, and never nnU-Net's
+random 5-fold split, which would train on every label.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from spcl_nnunet.metalabels import META_LABELS_FILE, MetaLabels, load_meta_labels
+from spcl_nnunet.splits import FOLDS_FILE, SPLITS_FILE, FoldTable, load_fold_table
+
+SIDECAR_FILES = (META_LABELS_FILE, FOLDS_FILE, SPLITS_FILE)
+
+
+class MissingSidecarError(FileNotFoundError):
+    """A sidecar needed by the SP-Con trainers is missing."""
+
+
+def prepare_command(dataset_name: str) -> str:
+    dataset_id = dataset_name.split("_")[0].removeprefix("Dataset")
+    return f"spcl_nnunet prepare -d {int(dataset_id) if dataset_id.isdigit() else dataset_name}"
+
+
+def install_sidecars(raw_dataset_dir: str | os.PathLike[str], preprocessed_dataset_dir: str | os.PathLike[str]
+                     ) -> list[Path]:
+    """Copy the sidecars from the raw dataset folder next to the preprocessed dataset.
+
+    All three are validated first (meta-labels readable, folds consistent with
+    ``splits_final.json``); each copy lands atomically.
+    """
+    raw, pre = Path(raw_dataset_dir), Path(preprocessed_dataset_dir)
+    missing = [name for name in SIDECAR_FILES if not (raw / name).is_file()]
+    if missing:
+        raise MissingSidecarError(
+            f"{raw} lacks {', '.join(missing)}: the dataset was not made by a spcl_nnunet converter or "
+            f"'spcl_nnunet synthetic'; write meta_labels.json and create the folds with 'spcl_nnunet splits'")
+    if not pre.is_dir():
+        raise MissingSidecarError(f"preprocessed dataset folder {pre} does not exist: run "
+                                  f"nnUNetv2_plan_and_preprocess -d <ID> -c 2d first")
+    load_meta_labels(raw / META_LABELS_FILE)
+    load_fold_table(raw)
+    written = []
+    for name in SIDECAR_FILES:
+        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", dir=pre)
+        os.close(fd)
+        try:
+            shutil.copyfile(raw / name, tmp)
+            os.replace(tmp, pre / name)
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+        written.append(pre / name)
+    return written
+
+
+def load_sidecars(preprocessed_dataset_dir: str | os.PathLike[str], raw_dataset_dir: str | os.PathLike[str] | None,
+                  dataset_name: str) -> tuple[MetaLabels, FoldTable, list[str]]:
+    """Meta-labels and fold table of a preprocessed dataset, plus notes on what was done.
+
+    Missing in the preprocessed folder but present in the raw folder: copied (noted). Missing
+    in both: ``MissingSidecarError`` naming the command that makes them.
+    """
+    pre = Path(preprocessed_dataset_dir)
+    notes: list[str] = []
+    missing = [name for name in SIDECAR_FILES if not (pre / name).is_file()]
+    if missing:
+        raw = Path(raw_dataset_dir) if raw_dataset_dir is not None else None
+        if raw is not None and all((raw / name).is_file() for name in SIDECAR_FILES):
+            install_sidecars(raw, pre)
+            notes.append(f"copied {', '.join(SIDECAR_FILES)} from {raw} to {pre}")
+        else:
+            raise MissingSidecarError(
+                f"{pre} lacks {', '.join(missing)}. The SP-Con trainers need the meta-labels and the "
+                f"labeled-subset folds and never fall back to nnU-Net's random 5-fold split. "
+                f"Run '{prepare_command(dataset_name)}' (it copies them from the raw dataset made by "
+                f"'spcl_nnunet synthetic' or 'spcl_nnunet convert').")
+    return load_meta_labels(pre / META_LABELS_FILE), load_fold_table(pre), notes

@@ -1,0 +1,297 @@
+"""Folds as labeled configurations: ``splits_final.json`` plus ``spcl_folds.json``.
+
+A fold of this plugin is one labeled configuration: ``num_labeled`` scans drawn from the
+training pool (draw number ``split``), with a validation set that is the same for every fold.
+``fold = count_index * repeats + split``; a count equal to the size of the training pool
+("all labeled") gets a single fold. nnU-Net's ``splits_final.json`` holds, for fold f,
+``{"train": <labeled cases of f>, "val": <the fixed validation cases>}``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+
+SPLITS_FILE = "splits_final.json"
+FOLDS_FILE = "spcl_folds.json"
+FOLDS_VERSION = 1
+
+
+@dataclass
+class FoldSpec:
+    """One labeled configuration."""
+
+    fold: int
+    num_labeled: int
+    split: int
+    labeled: list[str]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"fold": self.fold, "num_labeled": self.num_labeled, "split": self.split,
+                "labeled": list(self.labeled)}
+
+
+@dataclass
+class FoldTable:
+    """All folds of a dataset and the case sets they are drawn from."""
+
+    seed: int
+    val: list[str]
+    test: list[str]
+    train_pool: list[str]
+    labeled_counts: list[int]
+    repeats: int
+    folds: list[FoldSpec] = field(default_factory=list)
+
+    def splits_final(self) -> list[dict[str, list[str]]]:
+        """nnU-Net's ``splits_final.json`` content: element f is fold f."""
+        return [{"train": list(spec.labeled), "val": list(self.val)} for spec in self.folds]
+
+    def describe(self) -> str:
+        """Human-readable table: fold | labeled scans | split | cases."""
+        rows = [("fold", "labeled scans", "split", "cases")]
+        for spec in self.folds:
+            shown = ", ".join(spec.labeled[:6]) + (f", ... (+{len(spec.labeled) - 6})" if len(spec.labeled) > 6 else "")
+            rows.append((str(spec.fold), str(spec.num_labeled), str(spec.split), shown))
+        widths = [max(len(row[i]) for row in rows) for i in range(3)]
+        lines = [" | ".join([row[0].rjust(widths[0]), row[1].rjust(widths[1]), row[2].rjust(widths[2]), row[3]])
+                 for row in rows]
+        lines.insert(1, "-+-".join(["-" * w for w in widths] + ["-" * 5]))
+        header = (f"train pool {len(self.train_pool)} scans, val {len(self.val)}, test {len(self.test)}, "
+                  f"seed {self.seed}")
+        return header + "\n" + "\n".join(lines)
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON-serialisable form written to ``spcl_folds.json``."""
+        return {
+            "version": FOLDS_VERSION,
+            "seed": self.seed,
+            "val": list(self.val),
+            "test": list(self.test),
+            "train_pool": list(self.train_pool),
+            "labeled_counts": list(self.labeled_counts),
+            "repeats": self.repeats,
+            "folds": [spec.to_json() for spec in self.folds],
+        }
+
+    @classmethod
+    def from_json(cls, data: Any, source: str = "fold table") -> "FoldTable":
+        """Validate a decoded ``spcl_folds.json``; every error names ``source``."""
+        if not isinstance(data, Mapping):
+            raise ValueError(f"{source}: expected a JSON object, got {type(data).__name__}")
+        if data.get("version") != FOLDS_VERSION:
+            raise ValueError(f"{source}: expected \"version\": {FOLDS_VERSION}, got {data.get('version')!r}")
+        missing = {"seed", "val", "test", "train_pool", "labeled_counts", "repeats", "folds"} - set(data)
+        if missing:
+            raise ValueError(f"{source}: missing key(s) {sorted(missing)}")
+        seed = _int(data["seed"], "seed", source, minimum=0)
+        repeats = _int(data["repeats"], "repeats", source, minimum=1)
+        val = _case_list(data["val"], "val", source)
+        test = _case_list(data["test"], "test", source)
+        pool = _case_list(data["train_pool"], "train_pool", source)
+        counts = data["labeled_counts"]
+        if not isinstance(counts, list):
+            raise ValueError(f"{source}: expected \"labeled_counts\" to be a list of integers, got {counts!r}")
+        counts = [_int(c, "labeled_counts", source, minimum=1) for c in counts]
+        raw_folds = data["folds"]
+        if not isinstance(raw_folds, list):
+            raise ValueError(f"{source}: expected \"folds\" to be a list, got {type(raw_folds).__name__}")
+        folds = []
+        for item in raw_folds:
+            if not isinstance(item, Mapping) or set(item) != {"fold", "num_labeled", "split", "labeled"}:
+                raise ValueError(f"{source}: expected each fold to be an object with keys fold, num_labeled, "
+                                 f"split, labeled; got {item!r}")
+            folds.append(FoldSpec(
+                fold=_int(item["fold"], "fold", source, minimum=0),
+                num_labeled=_int(item["num_labeled"], "num_labeled", source, minimum=1),
+                split=_int(item["split"], "split", source, minimum=0),
+                labeled=_case_list(item["labeled"], f"labeled of fold {item['fold']}", source),
+            ))
+        table = cls(seed=seed, val=val, test=test, train_pool=pool, labeled_counts=counts,
+                    repeats=repeats, folds=folds)
+        validate_fold_table(table, source)
+        return table
+
+
+def _int(value: Any, name: str, source: str, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{source}: expected \"{name}\" to be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def _case_list(value: Any, name: str, source: str) -> list[str]:
+    if not isinstance(value, (list, tuple)) or not all(isinstance(c, str) for c in value):
+        raise ValueError(f"{source}: expected \"{name}\" to be a list of case ids, got {value!r}")
+    duplicates = sorted({c for c in value if list(value).count(c) > 1})
+    if duplicates:
+        raise ValueError(f"{source}: \"{name}\" lists case(s) more than once: {duplicates[:10]}")
+    return list(value)
+
+
+def _expected_layout(pool_size: int, counts: Sequence[int], repeats: int) -> list[tuple[int, int, int]]:
+    """(fold, num_labeled, split) of every fold, in fold order."""
+    layout = []
+    for index, count in enumerate(counts):
+        n_splits = 1 if count == pool_size else repeats
+        layout.extend((index * repeats + split, count, split) for split in range(n_splits))
+    return layout
+
+
+def validate_fold_table(table: FoldTable, source: str = "fold table") -> None:
+    """Check the invariants of a fold table; raise ValueError naming ``source``."""
+    pool = set(table.train_pool)
+    if not pool:
+        raise ValueError(f"{source}: the training pool is empty")
+    for name, other in (("val", table.val), ("test", table.test)):
+        overlap = pool & set(other)
+        if overlap:
+            raise ValueError(f"{source}: train_pool and {name} overlap: {sorted(overlap)[:10]}")
+    overlap = set(table.val) & set(table.test)
+    if overlap:
+        raise ValueError(f"{source}: val and test overlap: {sorted(overlap)[:10]}")
+    counts = list(table.labeled_counts)
+    if not counts:
+        raise ValueError(f"{source}: \"labeled_counts\" is empty")
+    if any(b <= a for a, b in zip(counts, counts[1:])):
+        raise ValueError(f"{source}: expected \"labeled_counts\" strictly increasing, got {counts}")
+    if counts[-1] > len(pool):
+        raise ValueError(f"{source}: labeled count {counts[-1]} exceeds the training pool size {len(pool)}")
+    expected = _expected_layout(len(pool), counts, table.repeats)
+    got = [(spec.fold, spec.num_labeled, spec.split) for spec in table.folds]
+    if got != expected:
+        raise ValueError(f"{source}: expected folds (fold, num_labeled, split) = {expected}, got {got}")
+    for spec in table.folds:
+        if len(spec.labeled) != spec.num_labeled:
+            raise ValueError(f"{source}: fold {spec.fold} lists {len(spec.labeled)} labeled cases, "
+                             f"expected num_labeled = {spec.num_labeled}")
+        stray = set(spec.labeled) - pool
+        if stray:
+            raise ValueError(f"{source}: fold {spec.fold} has labeled cases outside train_pool: {sorted(stray)[:10]}")
+
+
+def split_groups(groups: Mapping[str, Sequence[str]], n_val_groups: int, n_test_groups: int,
+                 seed: int) -> tuple[list[str], list[str], list[str]]:
+    """Randomly split groups (patients) into train/val/test; return sorted case id lists.
+
+    All cases of a group land on the same side. Groups are shuffled in sorted-name order with
+    ``np.random.default_rng(seed)``; the first ``n_test_groups`` go to test, the next
+    ``n_val_groups`` to val, the rest to train.
+    """
+    if n_val_groups < 0 or n_test_groups < 0:
+        raise ValueError(f"group counts must be >= 0, got n_val_groups={n_val_groups}, n_test_groups={n_test_groups}")
+    names = sorted(groups)
+    if n_val_groups + n_test_groups > len(names):
+        raise ValueError(f"cannot take {n_val_groups} val + {n_test_groups} test groups out of {len(names)} groups")
+    seen: dict[str, str] = {}
+    for name in names:
+        for case in groups[name]:
+            if case in seen:
+                raise ValueError(f"case {case!r} is in both group {seen[case]!r} and group {name!r}")
+            seen[case] = name
+    order = np.random.default_rng(seed).permutation(len(names))
+    shuffled = [names[i] for i in order]
+    test_groups = shuffled[:n_test_groups]
+    val_groups = shuffled[n_test_groups:n_test_groups + n_val_groups]
+    train_groups = shuffled[n_test_groups + n_val_groups:]
+
+    def cases(chosen: Iterable[str]) -> list[str]:
+        return sorted(case for name in chosen for case in groups[name])
+
+    return cases(train_groups), cases(val_groups), cases(test_groups)
+
+
+def make_fold_table(train_pool: Sequence[str], val: Sequence[str], labeled_counts: Sequence[int],
+                    repeats: int, seed: int, test: Sequence[str] = ()) -> FoldTable:
+    """Draw the labeled cases of every fold.
+
+    For count c and split s, c cases are drawn without replacement from the sorted training pool
+    with ``np.random.default_rng([seed, c, s])``, so a fold does not depend on the other counts.
+    A count equal to the pool size ("all labeled") gets a single fold. Counts are sorted.
+    """
+    source = "make_fold_table"
+    pool = sorted(_case_list(list(train_pool), "train_pool", source))
+    val_list = sorted(_case_list(list(val), "val", source))
+    test_list = sorted(_case_list(list(test), "test", source))
+    repeats = _int(repeats, "repeats", source, minimum=1)
+    seed = _int(seed, "seed", source, minimum=0)
+    counts = sorted(_int(c, "labeled_counts", source, minimum=1) for c in labeled_counts)
+    if len(set(counts)) != len(counts):
+        raise ValueError(f"{source}: labeled_counts has duplicates: {list(labeled_counts)}")
+    for count in counts:
+        if count > len(pool):
+            raise ValueError(f"{source}: labeled count {count} exceeds the training pool size {len(pool)}")
+    folds = []
+    for fold, count, split in _expected_layout(len(pool), counts, repeats):
+        rng = np.random.default_rng([seed, count, split])
+        chosen = rng.choice(len(pool), size=count, replace=False)
+        folds.append(FoldSpec(fold=fold, num_labeled=count, split=split,
+                              labeled=sorted(pool[i] for i in chosen)))
+    table = FoldTable(seed=seed, val=val_list, test=test_list, train_pool=pool, labeled_counts=counts,
+                      repeats=repeats, folds=folds)
+    validate_fold_table(table, source)
+    return table
+
+
+def write_fold_files(folder: str | os.PathLike[str], table: FoldTable) -> tuple[Path, Path]:
+    """Write ``splits_final.json`` and ``spcl_folds.json`` into ``folder``.
+
+    Both files are first written to temporary siblings; only when both are complete are they
+    moved into place with ``os.replace``. Temporary files are removed on error.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"cannot write fold files: folder {folder} does not exist")
+    validate_fold_table(table, f"fold table to be written to {folder}")
+    contents = {folder / SPLITS_FILE: table.splits_final(), folder / FOLDS_FILE: table.to_json()}
+    temps: dict[Path, str] = {}
+    try:
+        for target, data in contents.items():
+            fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
+            temps[target] = tmp
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                json.dump(data, handle, indent=2)
+                handle.write("\n")
+            os.chmod(tmp, 0o644)  # mkstemp creates 0600; give the file ordinary permissions
+        for target, tmp in temps.items():
+            os.replace(tmp, target)
+    finally:
+        for tmp in temps.values():
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    return folder / SPLITS_FILE, folder / FOLDS_FILE
+
+
+def _read_json(path: Path) -> Any:
+    if not path.is_file():
+        raise FileNotFoundError(f"fold file not found: {path}")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not valid JSON ({err})") from err
+
+
+def load_fold_table(folder: str | os.PathLike[str]) -> FoldTable:
+    """Read ``spcl_folds.json`` from ``folder`` and check ``splits_final.json`` agrees with it."""
+    folder = Path(folder)
+    folds_path = folder / FOLDS_FILE
+    splits_path = folder / SPLITS_FILE
+    table = FoldTable.from_json(_read_json(folds_path), source=str(folds_path))
+    splits = _read_json(splits_path)
+    expected = table.splits_final()
+    if not isinstance(splits, list) or len(splits) != len(expected):
+        got = len(splits) if isinstance(splits, list) else type(splits).__name__
+        raise ValueError(f"{splits_path}: expected a list of {len(expected)} folds as in {FOLDS_FILE}, got {got}")
+    for fold, (entry, want) in enumerate(zip(splits, expected)):
+        if not isinstance(entry, Mapping) or not {"train", "val"} <= set(entry):
+            raise ValueError(f"{splits_path}: fold {fold}: expected an object with \"train\" and \"val\"")
+        for key in ("train", "val"):
+            if not isinstance(entry[key], list) or sorted(entry[key]) != sorted(want[key]):
+                raise ValueError(f"{splits_path}: fold {fold}: \"{key}\" disagrees with {folds_path.name} "
+                                 f"(expected {len(want[key])} cases {sorted(want[key])[:5]}...)")
+    return table

@@ -1,0 +1,90 @@
+"""nnU-Net's local logger, extended with SP-Con's per-epoch values.
+
+nnU-Net's ``LocalLogger`` only accepts its own keys (``log`` asserts the key exists) and plots
+``progress.png`` from them. ``SPConLocalLogger`` adds keys (contrastive loss, mean self-paced
+weight, gamma, ...) and a fourth panel that plots them; trainers without segmentation
+validation (pre-training) drop the pseudo-Dice keys so that the plot's epoch count (the
+shortest list) is not stuck at zero.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import matplotlib
+
+matplotlib.use("agg")
+import matplotlib.pyplot as plt  # noqa: E402
+from nnunetv2.training.logging.nnunet_logger import LocalLogger, MetaLogger  # noqa: E402
+
+DICE_KEYS = ("mean_fg_dice", "ema_fg_dice", "dice_per_class_or_region")
+
+
+class SPConLocalLogger(LocalLogger):
+    def __init__(self, extra_keys: Sequence[str], with_dice: bool = True, verbose: bool = False):
+        super().__init__(verbose)
+        if not with_dice:
+            for key in DICE_KEYS:
+                del self.my_fantastic_logging[key]
+        for key in extra_keys:
+            self.my_fantastic_logging[key] = []
+        self.extra_keys = tuple(extra_keys)
+        self.with_dice = with_dice
+
+    def plot_progress_png(self, output_folder: str) -> None:
+        log = self.my_fantastic_logging
+        epoch = min(len(v) for v in log.values()) - 1
+        if epoch < 0:
+            return
+        x = list(range(epoch + 1))
+        fig, axes = plt.subplots(4, 1, figsize=(14, 22))
+
+        ax = axes[0]
+        ax.plot(x, log["train_losses"][:epoch + 1], color="b", label="loss_tr", linewidth=2)
+        ax.plot(x, log["val_losses"][:epoch + 1], color="r", label="loss_val", linewidth=2)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("loss")
+        ax.legend(loc="upper left")
+        if self.with_dice:
+            ax2 = ax.twinx()
+            ax2.plot(x, log["mean_fg_dice"][:epoch + 1], color="g", ls="dotted", label="pseudo dice")
+            ax2.plot(x, log["ema_fg_dice"][:epoch + 1], color="g", label="pseudo dice (mov. avg.)")
+            ax2.set_ylabel("pseudo dice")
+            ax2.legend(loc="upper right")
+
+        ax = axes[1]
+        durations = [e - s for e, s in zip(log["epoch_end_timestamps"][:epoch + 1], log["epoch_start_timestamps"])]
+        ax.plot(x, durations, color="b", label="epoch duration", linewidth=2)
+        ax.set_ylim(0, max(durations) * 1.1 if durations else 1)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("time [s]")
+        ax.legend(loc="upper left")
+
+        ax = axes[2]
+        ax.plot(x, log["lrs"][:epoch + 1], color="b", label="learning rate", linewidth=2)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("learning rate")
+        ax.legend(loc="upper left")
+
+        ax = axes[3]
+        twin = None
+        for i, key in enumerate(self.extra_keys):
+            target = ax
+            if key == "gamma" and len(self.extra_keys) > 1:
+                twin = twin or ax.twinx()
+                target = twin
+            target.plot(x, log[key][:epoch + 1], label=key, linewidth=2, color=f"C{i}")
+            target.set_ylabel(key if target is twin else "value")
+        ax.set_xlabel("epoch")
+        ax.legend(loc="upper left")
+        if twin is not None:
+            twin.legend(loc="upper right")
+        fig.tight_layout()
+        fig.savefig(f"{output_folder}/progress.png")
+        plt.close(fig)
+
+
+def install_local_logger(meta_logger: MetaLogger, extra_keys: Sequence[str], with_dice: bool) -> SPConLocalLogger:
+    """Replace the local logger of an nnU-Net ``MetaLogger`` (keeps wandb etc. untouched)."""
+    meta_logger.local_logger = SPConLocalLogger(extra_keys, with_dice, meta_logger.local_logger.verbose)
+    return meta_logger.local_logger
