@@ -1,4 +1,4 @@
-"""Command line: ``spcl_nnunet {env,synthetic,prepare,demo}``."""
+"""Command line: ``spcl_nnunet {env,synthetic,prepare,splits,demo}``."""
 
 from __future__ import annotations
 
@@ -51,6 +51,28 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_splits(args: argparse.Namespace) -> int:
+    from spcl_nnunet.metalabels import load_meta_labels
+    from spcl_nnunet.splits import FOLDS_FILE, SPLITS_FILE, make_fold_table, split_groups, write_fold_files
+
+    raw = _dataset_folder("nnUNet_raw", args.d)
+    if ((raw / FOLDS_FILE).exists() or (raw / SPLITS_FILE).exists()) and not args.overwrite:
+        raise ValueError(f"{raw} already has {FOLDS_FILE}/{SPLITS_FILE}; pass --overwrite to replace them")
+    meta = load_meta_labels(raw / "meta_labels.json")
+    groups: dict[str, list[str]] = {}
+    for case, labels in meta.cases.items():
+        groups.setdefault(labels.get("patient", case), []).append(case)
+    train_pool, val, _ = split_groups(groups, args.val_groups, 0, args.seed)
+    labeled_pool = [c for c in train_pool if c not in set(meta.unlabeled)]
+    test = sorted(p.name.rsplit("_", 1)[0] for p in (raw / "imagesTs").glob("*_0000*")) \
+        if (raw / "imagesTs").is_dir() else []
+    table = make_fold_table(labeled_pool, val, args.labeled, args.repeats, args.seed, test=test)
+    write_fold_files(raw, table)
+    print(f"wrote {raw / FOLDS_FILE} and {raw / SPLITS_FILE}")
+    print(table.describe())
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from spcl_nnunet.demo import run_demo
 
@@ -77,6 +99,17 @@ def build_parser() -> argparse.ArgumentParser:
                                        "(after nnUNetv2_plan_and_preprocess)")
     p.add_argument("-d", required=True, help="dataset id or name")
     p.set_defaults(func=cmd_prepare)
+
+    p = sub.add_parser("splits", help="make the labeled-subset folds (spcl_folds.json + splits_final.json) of a "
+                                      "raw dataset that has meta_labels.json")
+    p.add_argument("-d", required=True, help="dataset id or name")
+    p.add_argument("--labeled", type=int, nargs="+", default=[1, 2, 4], help="labeled scan counts")
+    p.add_argument("--repeats", type=int, default=3, help="random labeled splits per count")
+    p.add_argument("--val-groups", type=int, required=True,
+                   help="validation patients (meta-label 'patient'; cases without it count alone)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=cmd_splits)
 
     p = sub.add_parser("demo", help="synthetic data -> plan -> SP-Con pre-training -> fine-tuning vs baseline "
                                     "-> nnUNetv2_predict -> 3D Dice table")

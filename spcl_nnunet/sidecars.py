@@ -43,7 +43,8 @@ def install_sidecars(raw_dataset_dir: str | os.PathLike[str], preprocessed_datas
     if missing:
         raise MissingSidecarError(
             f"{raw} lacks {', '.join(missing)}: the dataset was not made by a spcl_nnunet converter or "
-            f"'spcl_nnunet synthetic'; write meta_labels.json and create the folds with 'spcl_nnunet splits'")
+            f"'spcl_nnunet synthetic'; write meta_labels.json (format in the README) and create the folds "
+            f"with 'spcl_nnunet splits -d <ID> --val-groups N'")
     if not pre.is_dir():
         raise MissingSidecarError(f"preprocessed dataset folder {pre} does not exist: run "
                                   f"nnUNetv2_plan_and_preprocess -d <ID> -c 2d first")
@@ -82,6 +83,6 @@ def load_sidecars(preprocessed_dataset_dir: str | os.PathLike[str], raw_dataset_
             raise MissingSidecarError(
                 f"{pre} lacks {', '.join(missing)}. The SP-Con trainers need the meta-labels and the "
                 f"labeled-subset folds and never fall back to nnU-Net's random 5-fold split. "
-                f"Run '{prepare_command(dataset_name)}' (it copies them from the raw dataset made by "
-                f"'spcl_nnunet synthetic' or 'spcl_nnunet convert').")
+                f"Run '{prepare_command(dataset_name)}' (it copies them from the raw dataset, where "
+                f"'spcl_nnunet synthetic', a converter or 'spcl_nnunet splits' wrote them).")
     return load_meta_labels(pre / META_LABELS_FILE), load_fold_table(pre), notes

@@ -1,7 +1,12 @@
 """Supervised fine-tuning / few-label baseline trainers (nnUNetv2_train DATASET 2d FOLD -tr NAME)."""
 
 from spcl_nnunet.training.finetune import (  # noqa: F401
+    SPConBaselineTrainer,
+    SPConBaselineTrainer_demo,
+    SPConBaselineTrainer_quality,
     SPConFinetuneTrainer,
+    SPConFinetuneTrainer_demo,
+    SPConFinetuneTrainer_quality,
     SPConFinetuneTrainer_DiceCE,
     SPConFinetuneTrainer_smoke,
 )

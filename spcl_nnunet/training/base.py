@@ -30,6 +30,7 @@ class SPConTrainerBase(nnUNetTrainer):
     val_iterations_per_epoch: int = 50
     checkpoint_every: int = 50
     weight_decay_default: float = 3e-5
+    batch_size_override: int | None = None   # None: the plan's batch size
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
@@ -41,6 +42,13 @@ class SPConTrainerBase(nnUNetTrainer):
         self.weight_decay = self.weight_decay_default
         self.meta_labels: MetaLabels | None = None
         self.fold_table: FoldTable | None = None
+
+    def _set_batch_size_and_oversample(self):
+        super()._set_batch_size_and_oversample()
+        if self.batch_size_override is not None:
+            if self.is_ddp:
+                raise ValueError(f"{self.__class__.__name__} sets batch_size_override, which is not supported with DDP")
+            self.batch_size = self.batch_size_override
 
     # ----------------------------------------------------------------- sidecars and folds
     def load_spcon_sidecars(self) -> None:

@@ -62,6 +62,11 @@ class SPConFinetuneTrainer(SPConTrainerBase):
         self.print_to_log_file(f"Current learning rate (exact): {self.optimizer.param_groups[0]['lr']:.3e}")
 
 
+class SPConBaselineTrainer(SPConFinetuneTrainer):
+    """The few-label baseline: ``SPConFinetuneTrainer`` under its own name, so that its results
+    folder does not collide with the fine-tuned model's (run it without -pretrained_weights)."""
+
+
 class SPConFinetuneTrainer_DiceCE(SPConFinetuneTrainer):
     """nnU-Net's Dice + CE loss instead of the paper's cross-entropy."""
     use_dice_ce = True
@@ -73,3 +78,28 @@ class SPConFinetuneTrainer_smoke(SPConFinetuneTrainer):
     iterations_per_epoch = 4
     val_iterations_per_epoch = 2
     checkpoint_every = 1
+
+
+class SPConFinetuneTrainer_demo(SPConFinetuneTrainer):
+    """CPU-sized fine-tuning for ``spcl_nnunet demo``: 300 iterations at batch 8, RAdam peaking
+    at 1e-3 after a 2-epoch warm-up (the paper's 1e-7 x 300 suits 16,000 iterations, not 300)."""
+    num_epochs_default = 15
+    iterations_per_epoch = 20
+    val_iterations_per_epoch = 2
+    batch_size_override = 8
+    lr_init = 1e-4
+    lr_multiplier = 10.0
+    warmup_epochs = 2
+
+
+class SPConBaselineTrainer_demo(SPConFinetuneTrainer_demo):
+    """The demo's baseline (same schedule, no pre-training)."""
+
+
+class SPConFinetuneTrainer_quality(SPConFinetuneTrainer_demo):
+    """The quality run's fine-tuning (benchmarks/quality_run.py): 500 iterations at batch 8."""
+    num_epochs_default = 25
+
+
+class SPConBaselineTrainer_quality(SPConFinetuneTrainer_quality):
+    """The quality run's baseline (same schedule, no pre-training)."""

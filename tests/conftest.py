@@ -1,0 +1,32 @@
+"""Shared fixtures: one tiny synthetic dataset planned and preprocessed by nnU-Net per session."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+# nnU-Net reads these at import time in this process (in-process trainers, evaluation): one
+# process, as in the subprocesses the tests start
+os.environ.setdefault("nnUNet_def_n_proc", "1")
+os.environ.setdefault("nnUNet_n_proc_DA", "1")
+
+from nnunet_helpers import TINY_ID, TinyDataset, nnunet_env, plan_and_preprocess  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory: pytest.TempPathFactory) -> TinyDataset:
+    from spcl_nnunet.sidecars import install_sidecars
+    from spcl_nnunet.synthetic import generate_synthetic_dataset
+
+    root = tmp_path_factory.mktemp("tiny_nnunet")
+    raw, pre, results = root / "raw", root / "preprocessed", root / "results"
+    raw_dataset = generate_synthetic_dataset(raw, TINY_ID, n_patients=6, n_val_patients=1, n_test_patients=1,
+                                             image_size=(48, 48), slices=(6, 8), labeled_counts=(1, 2), repeats=1)
+    plan_and_preprocess(TINY_ID, nnunet_env(raw, pre, results))
+    name = raw_dataset.name
+    unprepared = root / "preprocessed_unprepared"
+    shutil.copytree(pre / name, unprepared / name)
+    install_sidecars(raw_dataset, pre / name)
+    return TinyDataset(root=root, raw=raw, pre=pre, pre_unprepared=unprepared, name=name)

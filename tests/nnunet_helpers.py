@@ -1,0 +1,93 @@
+"""Helpers for tests that run the real nnU-Net commands (no mocks) on tiny generated datasets."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from spcl_nnunet.environment import trainers_dir
+
+VENV_BIN = Path(sys.executable).parent
+
+
+def command(name: str) -> str:
+    """Absolute path of a console script of the test's virtual environment."""
+    path = VENV_BIN / name
+    assert path.is_file(), f"{name} is not installed in {VENV_BIN}"
+    return str(path)
+
+
+def nnunet_env(raw: str | os.PathLike[str] | None, preprocessed: str | os.PathLike[str],
+               results: str | os.PathLike[str], extra_trainer_dirs: Sequence[str | os.PathLike[str]] = (),
+               **extra: str) -> dict[str, str]:
+    """Environment of an nnU-Net command: our data folders (``raw=None``: nnUNet_raw unset),
+    our trainers (plus ``extra_trainer_dirs`` in front), one process for everything, CPU."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("nnUNet_")}
+    env.update({
+        "nnUNet_preprocessed": str(preprocessed),
+        "nnUNet_results": str(results),
+        "nnUNet_extTrainer": os.pathsep.join([*(str(p) for p in extra_trainer_dirs), str(trainers_dir())]),
+        "nnUNet_n_proc_DA": "1",
+        "nnUNet_def_n_proc": "1",
+        "PATH": os.pathsep.join([str(VENV_BIN), env.get("PATH", "")]),
+        "MPLBACKEND": "agg",
+    })
+    if raw is not None:
+        env["nnUNet_raw"] = str(raw)
+    env.update(extra)
+    return env
+
+
+def run(args: Sequence[str], env: Mapping[str, str], timeout: float = 600, cwd: str | os.PathLike[str] | None = None
+        ) -> subprocess.CompletedProcess:
+    """Run a command with stdout and stderr merged into ``.stdout``."""
+    return subprocess.run([str(a) for a in args], env=dict(env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True, timeout=timeout, cwd=cwd)
+
+
+def tail(proc: subprocess.CompletedProcess, chars: int = 6000) -> str:
+    return f"exit code {proc.returncode}; output tail:\n{proc.stdout[-chars:]}"
+
+
+def check(proc: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
+    assert proc.returncode == 0, tail(proc)
+    return proc
+
+
+def plan_and_preprocess(dataset_id: int, env: Mapping[str, str]) -> subprocess.CompletedProcess:
+    return check(run([command("nnUNetv2_plan_and_preprocess"), "-d", str(dataset_id), "-c", "2d",
+                      "-np", "1", "-npfp", "1"], env))
+
+
+TINY_ID = 990
+
+
+@dataclass(frozen=True)
+class TinyDataset:
+    """nnU-Net folders of the session's tiny synthetic dataset.
+
+    ``pre`` has the SP-Con sidecars installed (``spcl_nnunet prepare``); ``pre_unprepared``
+    is a copy of the preprocessed dataset taken right after ``nnUNetv2_plan_and_preprocess``,
+    i.e. without ``meta_labels.json`` and ``spcl_folds.json``.
+    """
+
+    root: Path
+    raw: Path
+    pre: Path
+    pre_unprepared: Path
+    name: str
+
+    @property
+    def raw_dataset(self) -> Path:
+        return self.raw / self.name
+
+    @property
+    def pre_dataset(self) -> Path:
+        return self.pre / self.name
+
+    def env(self, results: str | os.PathLike[str], **kwargs) -> dict[str, str]:
+        return nnunet_env(self.raw, self.pre, results, **kwargs)
