@@ -97,8 +97,9 @@ class SPConBaselineTrainer_demo(SPConFinetuneTrainer_demo):
 
 
 class SPConFinetuneTrainer_quality(SPConFinetuneTrainer_demo):
-    """The quality run's fine-tuning (benchmarks/quality_run.py): 500 iterations at batch 8."""
-    num_epochs_default = 25
+    """The quality run's fine-tuning (benchmarks/quality_run.py): 700 iterations at batch 8."""
+    num_epochs_default = 35
+    warmup_epochs = 3
 
 
 class SPConBaselineTrainer_quality(SPConFinetuneTrainer_quality):
