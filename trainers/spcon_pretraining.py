@@ -5,6 +5,7 @@ from spcl_nnunet.training.pretrain import (  # noqa: F401
     SimCLRPretrainTrainer,
     SimCLRSPPretrainTrainer,
     SPConPretrainTrainer,
+    SPConPretrainTrainer_ACDC,
     SPConPretrainTrainer_hard,
     SPConPretrainTrainer_patient,
     SPConPretrainTrainer_phase,

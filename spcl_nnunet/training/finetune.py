@@ -67,6 +67,21 @@ class SPConBaselineTrainer(SPConFinetuneTrainer):
     folder does not collide with the fine-tuned model's (run it without -pretrained_weights)."""
 
 
+class SPConFinetuneTrainer_ACDC(SPConFinetuneTrainer):
+    """ACDC in the paper: 75 epochs, lr_init 1e-7."""
+    num_epochs_default = 75
+
+
+class SPConFinetuneTrainer_PROMISE12(SPConFinetuneTrainer):
+    """PROMISE12 in the paper: lr_init 5e-7."""
+    lr_init = 5e-7
+
+
+class SPConFinetuneTrainer_MMWHS(SPConFinetuneTrainer):
+    """MMWHS in the paper: lr_init 2e-6."""
+    lr_init = 2e-6
+
+
 class SPConFinetuneTrainer_DiceCE(SPConFinetuneTrainer):
     """nnU-Net's Dice + CE loss instead of the paper's cross-entropy."""
     use_dice_ce = True

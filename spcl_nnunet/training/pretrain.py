@@ -327,3 +327,8 @@ class SPConPretrainTrainer_quality(SPConPretrainTrainer_demo):
     num_epochs_default = 24
     warmup_epochs = 3
     heatmap_every = 6
+
+
+class SPConPretrainTrainer_ACDC(SPConPretrainTrainer):
+    """ACDC's pre-training length in the paper: 120 epochs."""
+    num_epochs_default = 120
