@@ -39,7 +39,7 @@ def run_demo(workdir: Path, dataset_id: int = 901, device: str = "auto", seed: i
     banner(f"3/6 fine-tuning the pre-trained network on fold {fold}'s labeled scan")
     train(env, ds, fold, FINETUNER, device, log, pretrained=pretrained)
 
-    banner(f"4/6 baseline: the same network trained from scratch on the same scan")
+    banner("4/6 baseline: the same network trained from scratch on the same scan")
     train(env, ds, fold, BASELINE, device, log)
 
     banner("5/6 nnUNetv2_predict on the test scans")

@@ -13,12 +13,8 @@ an informative but noisy meta-label, as in ACDC.
 
 from __future__ import annotations
 
-import json
 import math
 import os
-import shutil
-import tempfile
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -28,6 +24,7 @@ import SimpleITK as sitk
 from scipy.ndimage import gaussian_filter
 
 from spcl_nnunet.metalabels import MetaLabels, save_meta_labels
+from spcl_nnunet.rawdataset import staged_dataset, target_folder, write_dataset_json
 from spcl_nnunet.splits import make_fold_table, split_groups, write_fold_files
 
 DATASET_NAME = "SyntheticCardiac"
@@ -336,25 +333,13 @@ def generate_synthetic_dataset(raw_root: str | os.PathLike[str], dataset_id: int
     _check_arguments(dataset_id, n_patients, seed, n_val_patients, n_test_patients, image_size,
                      pixel_spacing, slices)
     image_size = (int(image_size[0]), int(image_size[1]))
-    raw_root = Path(raw_root)
-    raw_root.mkdir(parents=True, exist_ok=True)
-    target = raw_root / f"Dataset{dataset_id:03d}_{DATASET_NAME}"
-    if target.exists() and not overwrite:
-        raise FileExistsError(f"{target} already exists; pass overwrite=True to replace it")
-    clash = sorted(d.name for d in raw_root.glob(f"Dataset{dataset_id:03d}_*") if d != target and d.is_dir())
-    if clash:
-        raise ValueError(f"dataset id {dataset_id} is already used in {raw_root} by {clash}")
-
     patients = [f"patient{i + 1:03d}" for i in range(n_patients)]
     groups = {patient: [f"{patient}_{phase}" for phase in PHASES] for patient in patients}
     train, val, test = split_groups(groups, n_val_patients, n_test_patients, seed)
     table = make_fold_table(train, val, labeled_counts, repeats, seed, test=test)
     test_set = set(test)
 
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp_{target.name}_", dir=raw_root))
-    try:
-        for sub in ("imagesTr", "labelsTr", "imagesTs", "labelsTs"):
-            (tmp / sub).mkdir()
+    with staged_dataset(raw_root, dataset_id, DATASET_NAME, overwrite) as tmp:
         for index, patient in enumerate(patients):
             anatomy = _draw_patient(np.random.default_rng([seed, index]), image_size, slices)
             for phase_index, phase in enumerate(PHASES):
@@ -364,38 +349,13 @@ def generate_synthetic_dataset(raw_root: str | os.PathLike[str], dataset_id: int
                 _write_volume(image, tmp / f"images{suffix}" / f"{case}_0000{FILE_ENDING}", anatomy, pixel_spacing)
                 _write_volume(label, tmp / f"labels{suffix}" / f"{case}{FILE_ENDING}", anatomy, pixel_spacing)
         training = sorted(train + val)
-        dataset_json = {
-            "name": DATASET_NAME,
-            "description": "Synthetic short-axis cine MRI in the style of ACDC (ED and ES scan per patient; "
+        write_dataset_json(tmp, DATASET_NAME,
+                           "Synthetic short-axis cine MRI in the style of ACDC (ED and ES scan per patient; "
                            "slice 0 is basal). Labels: RV, LV myocardium, LV blood pool.",
-            "channel_names": {"0": "cineMRI"},
-            "labels": dict(LABELS),
-            "numTraining": len(training),
-            "file_ending": FILE_ENDING,
-            "reference": f"spcl-nnunet synthetic generator, seed {seed}",
-        }
-        (tmp / "dataset.json").write_text(json.dumps(dataset_json, indent=2) + "\n", encoding="utf-8")
+                           {"0": "cineMRI"}, LABELS, len(training), f"spcl-nnunet synthetic generator, seed {seed}",
+                           FILE_ENDING)
         cases = {case: {"patient": case.rsplit("_", 1)[0], "phase": case.rsplit("_", 1)[1]} for case in training}
         save_meta_labels(MetaLabels(slice_partitions=SLICE_PARTITIONS, cases=cases, unlabeled=[]), tmp)
         write_fold_files(tmp, table)
-        os.chmod(tmp, 0o755)  # mkdtemp creates 0700; give the dataset ordinary permissions
-        _move_into_place(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return target
+    return target_folder(raw_root, dataset_id, DATASET_NAME)
 
-
-def _move_into_place(tmp: Path, target: Path) -> None:
-    """Rename ``tmp`` to ``target``; an existing ``target`` is set aside first and removed after."""
-    if not target.exists():
-        os.rename(tmp, target)
-        return
-    old = target.with_name(f".old_{target.name}_{uuid.uuid4().hex[:8]}")
-    os.rename(target, old)
-    try:
-        os.rename(tmp, target)
-    except BaseException:
-        os.rename(old, target)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
