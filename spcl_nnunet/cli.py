@@ -1,4 +1,4 @@
-"""Command line: ``spcl_nnunet {env,synthetic,prepare,splits,demo}``."""
+"""Command line: ``spcl_nnunet {env,synthetic,convert,prepare,splits,demo}``."""
 
 from __future__ import annotations
 
@@ -73,6 +73,28 @@ def cmd_splits(args: argparse.Namespace) -> int:
     return 0
 
 
+CONVERTERS = ("acdc", "promise12", "mmwhs", "hippocampus", "spleen")
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    import importlib
+
+    raw = os.environ.get("nnUNet_raw")
+    if not raw:
+        raise SystemExit("error: nnUNet_raw is not set (run: eval \"$(spcl_nnunet env)\")")
+    module = importlib.import_module(f"spcl_nnunet.conversion.{args.dataset}")
+    options = {}
+    if args.with_unlabeled:
+        options["with_unlabeled"] = True
+    if args.include_official_test:
+        options["include_official_test"] = True
+    folder, table = module.convert(Path(args.i), Path(raw), args.d, overwrite=args.overwrite, seed=args.seed,
+                                   **options)
+    print(f"wrote {folder}")
+    print(table.describe())
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from spcl_nnunet.demo import run_demo
 
@@ -99,6 +121,20 @@ def build_parser() -> argparse.ArgumentParser:
                                        "(after nnUNetv2_plan_and_preprocess)")
     p.add_argument("-d", required=True, help="dataset id or name")
     p.set_defaults(func=cmd_prepare)
+
+    p = sub.add_parser("convert", help="convert a downloaded dataset into an nnU-Net raw dataset with "
+                                       "meta-labels and the paper's splits")
+    p.add_argument("dataset", choices=CONVERTERS)
+    p.add_argument("-i", required=True, help="the folder you unpacked the download into")
+    p.add_argument("-d", type=int, required=True, help="nnU-Net dataset id")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing DatasetXXX folder")
+    p.add_argument("--seed", type=int, default=0, help="seed of the train/val/test and labeled splits")
+    p.add_argument("--with-unlabeled", action="store_true",
+                   help="PROMISE12: add TestData (no segmentations) as label-less training images")
+    p.add_argument("--include-official-test", action="store_true",
+                   help="ACDC: also convert the official testing patients into imagesTs (outside the paper's "
+                        "protocol, under their own case ids)")
+    p.set_defaults(func=cmd_convert)
 
     p = sub.add_parser("splits", help="make the labeled-subset folds (spcl_folds.json + splits_final.json) of a "
                                       "raw dataset that has meta_labels.json")
@@ -127,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError) as err:
+    except (ValueError, FileNotFoundError, FileExistsError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
 
