@@ -74,6 +74,13 @@ def cmd_splits(args: argparse.Namespace) -> int:
 
 
 CONVERTERS = ("acdc", "promise12", "mmwhs", "hippocampus", "spleen")
+# CLI flag -> (the converter it belongs to, keyword of its convert(), value)
+CONVERTER_OPTIONS = {
+    "with_unlabeled": ("promise12", "with_unlabeled", True),
+    "include_official_test": ("acdc", "include_official_test", True),
+    "unknown_labels_as_background": ("mmwhs", "unknown_labels_as_background", True),
+    "no_clip": ("spleen", "intensity_clip", None),
+}
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
@@ -84,10 +91,11 @@ def cmd_convert(args: argparse.Namespace) -> int:
         raise SystemExit("error: nnUNet_raw is not set (run: eval \"$(spcl_nnunet env)\")")
     module = importlib.import_module(f"spcl_nnunet.conversion.{args.dataset}")
     options = {}
-    if args.with_unlabeled:
-        options["with_unlabeled"] = True
-    if args.include_official_test:
-        options["include_official_test"] = True
+    for flag, (dataset, key, value) in CONVERTER_OPTIONS.items():
+        if getattr(args, flag):
+            if args.dataset != dataset:
+                raise ValueError(f"--{flag.replace('_', '-')} applies to '{dataset}' only, not '{args.dataset}'")
+            options[key] = value
     folder, table = module.convert(Path(args.i), Path(raw), args.d, overwrite=args.overwrite, seed=args.seed,
                                    **options)
     print(f"wrote {folder}")
@@ -134,6 +142,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--include-official-test", action="store_true",
                    help="ACDC: also convert the official testing patients into imagesTs (outside the paper's "
                         "protocol, under their own case ids)")
+    p.add_argument("--unknown-labels-as-background", action="store_true",
+                   help="MMWHS: map label values outside the known structures to background instead of failing")
+    p.add_argument("--no-clip", action="store_true",
+                   help="Spleen: keep the original HU values instead of the paper's [-100, 400] clipping")
     p.set_defaults(func=cmd_convert)
 
     p = sub.add_parser("splits", help="make the labeled-subset folds (spcl_folds.json + splits_final.json) of a "

@@ -141,3 +141,10 @@ def finish_dataset(folder: Path, spec: DatasetSpec, training_cases: Sequence[Sou
     table = make_fold_table(train_pool, val, spec.labeled_counts, spec.repeats, seed, test=test)
     write_fold_files(folder, table)
     return table
+
+
+def check_scalar_volume(image: sitk.Image, path: Path) -> None:
+    """A scan must be one 3D volume with one value per voxel (not 2D, 4D or a vector image)."""
+    if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:
+        raise ConversionError(f"{path} is a {image.GetDimension()}D image with {image.GetNumberOfComponentsPerPixel()} "
+                              f"value(s) per voxel: expected a 3D volume with one value per voxel")
