@@ -13,7 +13,7 @@ def _dataset_folder(base_env: str, dataset_id: int) -> Path:
 
     base = os.environ.get(base_env)
     if not base:
-        raise SystemExit(f"error: {base_env} is not set (run: eval \"$(spcl_nnunet env)\")")
+        raise ValueError(f"{base_env} is not set (run: eval \"$(spcl_nnunet env)\")")
     return Path(base) / maybe_convert_to_dataset_name(dataset_id)
 
 
@@ -31,7 +31,7 @@ def cmd_synthetic(args: argparse.Namespace) -> int:
 
     raw = os.environ.get("nnUNet_raw")
     if not raw:
-        raise SystemExit("error: nnUNet_raw is not set (run: eval \"$(spcl_nnunet env)\")")
+        raise ValueError("nnUNet_raw is not set (run: eval \"$(spcl_nnunet env)\")")
     folder = generate_synthetic_dataset(raw, args.d, n_patients=args.patients, seed=args.seed,
                                         overwrite=args.overwrite)
     print(f"wrote {folder}")
@@ -88,7 +88,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
     raw = os.environ.get("nnUNet_raw")
     if not raw:
-        raise SystemExit("error: nnUNet_raw is not set (run: eval \"$(spcl_nnunet env)\")")
+        raise ValueError("nnUNet_raw is not set (run: eval \"$(spcl_nnunet env)\")")
     module = importlib.import_module(f"spcl_nnunet.conversion.{args.dataset}")
     options = {}
     for flag, (dataset, key, value) in CONVERTER_OPTIONS.items():
