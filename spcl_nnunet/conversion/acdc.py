@@ -45,11 +45,9 @@ from spcl_nnunet.conversion.common import (
     ConversionError,
     DatasetSpec,
     SourceCase,
-    check_same_geometry,
-    check_scalar_volume,
     finish_dataset,
     label_values,
-    read_image,
+    read_image_and_label,
     split_cases,
     write_case,
 )
@@ -186,11 +184,7 @@ def collect(raw_dir: Path, include_official_test: bool = False) -> tuple[list[So
 
 
 def _read_case(case: SourceCase) -> tuple[sitk.Image, object]:
-    image = read_image(case.image)
-    label = read_image(case.label)
-    for path, img in ((case.image, image), (case.label, label)):
-        check_scalar_volume(img, path)
-    check_same_geometry(image, label, case.image, case.label)
+    image, label = read_image_and_label(case)
     return image, label_values(label, case.label, LABEL_MAPPING)
 
 

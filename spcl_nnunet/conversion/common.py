@@ -55,12 +55,22 @@ class SourceCase:
 
 
 def read_image(path: Path) -> sitk.Image:
+    """Read a scan; it must exist, be readable and be one 3D volume with one value per voxel."""
     if not Path(path).is_file():
         raise ConversionError(f"missing file {path}")
     try:
-        return sitk.ReadImage(str(path))
+        image = sitk.ReadImage(str(path))
     except RuntimeError as err:
         raise ConversionError(f"cannot read {path} as a medical image: {str(err).strip().splitlines()[-1]}") from err
+    check_scalar_volume(image, path)
+    return image
+
+
+def read_image_and_label(case: SourceCase) -> tuple[sitk.Image, sitk.Image]:
+    """A labeled case's image and label, read and checked to share one grid."""
+    image, label = read_image(case.image), read_image(case.label)
+    check_same_geometry(image, label, case.image, case.label)
+    return image, label
 
 
 def check_same_geometry(image: sitk.Image, label: sitk.Image, image_path: Path, label_path: Path,

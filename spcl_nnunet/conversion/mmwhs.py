@@ -27,9 +27,8 @@ import re
 import warnings
 from pathlib import Path
 
-from spcl_nnunet.conversion.common import (ConversionError, DatasetSpec, SourceCase, check_same_geometry,
-                                           check_scalar_volume, finish_dataset, label_values, read_image,
-                                           split_cases, write_case)
+from spcl_nnunet.conversion.common import (ConversionError, DatasetSpec, SourceCase, finish_dataset, label_values,
+                                           read_image_and_label, split_cases, write_case)
 from spcl_nnunet.rawdataset import staged_dataset, target_folder
 from spcl_nnunet.splits import FoldTable, make_fold_table
 
@@ -136,11 +135,7 @@ def convert(input_dir: Path, raw_root: Path, dataset_id: int, *, overwrite: bool
     test_ids = set(test)
     with staged_dataset(raw_root, dataset_id, spec.name, overwrite) as tmp:
         for case in cases:
-            image = read_image(case.image)
-            check_scalar_volume(image, case.image)
-            label = read_image(case.label)
-            check_scalar_volume(label, case.label)
-            check_same_geometry(image, label, case.image, case.label)
+            image, label = read_image_and_label(case)
             write_case(tmp, case.case_id, image, _label_array(label, case.label, unknown_labels_as_background),
                        test=case.case_id in test_ids)
         training = [case for case in cases if case.case_id not in test_ids]

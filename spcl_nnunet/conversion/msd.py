@@ -29,8 +29,8 @@ import numpy as np
 import SimpleITK as sitk
 
 from spcl_nnunet.conversion.common import (FILE_ENDING, ConversionError, DatasetSpec, SourceCase,
-                                           check_same_geometry, check_scalar_volume, finish_dataset, label_values,
-                                           read_image, split_cases, write_case)
+                                           finish_dataset, label_values, read_image_and_label, split_cases,
+                                           write_case)
 from spcl_nnunet.rawdataset import staged_dataset, target_folder
 from spcl_nnunet.splits import FoldTable, make_fold_table
 
@@ -182,11 +182,7 @@ def convert_task(input_dir: Path, raw_root: Path, dataset_id: int, task: MSDTask
         extra["intensity_clip"] = [int(v) if v.is_integer() else v for v in (low, high)]
     with staged_dataset(raw_root, dataset_id, spec.name, overwrite) as tmp:
         for case in cases:
-            image = read_image(case.image)
-            check_scalar_volume(image, case.image)
-            label = read_image(case.label)
-            check_scalar_volume(label, case.label)
-            check_same_geometry(image, label, case.image, case.label)
+            image, label = read_image_and_label(case)
             clipped = clip_intensities(image, low, high) if intensity_clip is not None else None
             write_case(tmp, case.case_id, image, label_values(label, case.label, mapping),
                        test=case.case_id in test_ids, image_array=clipped)

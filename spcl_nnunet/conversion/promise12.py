@@ -26,17 +26,15 @@ import re
 import warnings
 from pathlib import Path
 
-import SimpleITK as sitk
 
 from spcl_nnunet.conversion.common import (
     ConversionError,
     DatasetSpec,
     SourceCase,
-    check_same_geometry,
-    check_scalar_volume,
     finish_dataset,
     label_values,
     read_image,
+    read_image_and_label,
     split_cases,
     write_case,
 )
@@ -155,12 +153,6 @@ def collect(raw_dir: Path, with_unlabeled: bool = False) -> tuple[list[SourceCas
     return sorted(training, key=lambda c: c.case_id), unlabeled
 
 
-def _read_image(path: Path) -> sitk.Image:
-    image = read_image(path)
-    check_scalar_volume(image, path)
-    return image
-
-
 def convert(input_dir: Path, raw_root: Path, dataset_id: int, *, overwrite: bool = False, seed: int = 0,
             with_unlabeled: bool = False, **options) -> tuple[Path, FoldTable]:
     """Convert a PROMISE12 download into ``raw_root/Dataset<ID>_PROMISE12``; return (folder, fold table).
@@ -183,13 +175,11 @@ def convert(input_dir: Path, raw_root: Path, dataset_id: int, *, overwrite: bool
     test_set = set(test)
     with staged_dataset(raw_root, dataset_id, SPEC.name, overwrite) as folder:
         for case in training:
-            image = _read_image(case.image)
-            label = _read_image(case.label)
-            check_same_geometry(image, label, case.image, case.label)
+            image, label = read_image_and_label(case)
             write_case(folder, case.case_id, image, label_values(label, case.label, LABEL_MAPPING),
                        test=case.case_id in test_set)
         for case in unlabeled:
-            write_case(folder, case.case_id, _read_image(case.image), None, test=False)
+            write_case(folder, case.case_id, read_image(case.image), None, test=False)
         training_cases = [c for c in training if c.case_id not in test_set] + unlabeled
         table = finish_dataset(folder, SPEC, training_cases, val, train, test, seed)
     return target_folder(raw_root, dataset_id, SPEC.name), table
