@@ -42,6 +42,7 @@ from pathlib import Path
 import SimpleITK as sitk
 
 from spcl_nnunet.conversion.common import (
+    reject_options,
     ConversionError,
     DatasetSpec,
     SourceCase,
@@ -193,9 +194,7 @@ def convert(input_dir: Path, raw_root: Path, dataset_id: int, *, overwrite: bool
     """Convert an ACDC download into ``raw_root/Dataset<ID>_ACDC``; return (folder, fold table).
 
     Options of other converters (``options``) are an error, not silently ignored."""
-    if options:
-        raise ConversionError(f"option(s) {', '.join('--' + k.replace('_', '-') for k in sorted(options))} "
-                              f"do not apply to ACDC")
+    reject_options("ACDC", options)
     training, official = collect(Path(input_dir), include_official_test)
     n_patients = len({c.group for c in training})
     pool_patients = -(-max(SPEC.labeled_counts) // len(PHASES))

@@ -158,3 +158,10 @@ def check_scalar_volume(image: sitk.Image, path: Path) -> None:
     if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:
         raise ConversionError(f"{path} is a {image.GetDimension()}D image with {image.GetNumberOfComponentsPerPixel()} "
                               f"value(s) per voxel: expected a 3D volume with one value per voxel")
+
+
+def reject_options(dataset: str, options: Mapping[str, object]) -> None:
+    """Options of other converters (e.g. ``--with-unlabeled``) are an error, not silently ignored."""
+    if options:
+        raise ConversionError(f"option(s) {', '.join('--' + k.replace('_', '-') for k in sorted(options))} "
+                              f"do not apply to {dataset}")

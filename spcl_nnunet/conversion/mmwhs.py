@@ -28,7 +28,7 @@ import warnings
 from pathlib import Path
 
 from spcl_nnunet.conversion.common import (ConversionError, DatasetSpec, SourceCase, finish_dataset, label_values,
-                                           read_image_and_label, split_cases, write_case)
+                                           read_image_and_label, reject_options, split_cases, write_case)
 from spcl_nnunet.rawdataset import staged_dataset, target_folder
 from spcl_nnunet.splits import FoldTable, make_fold_table
 
@@ -122,9 +122,7 @@ def convert(input_dir: Path, raw_root: Path, dataset_id: int, *, overwrite: bool
     """Write ``raw_root/Dataset<ID>_MMWHS`` from the MM-WHS CT download in ``input_dir``.
 
     ``spec`` replaces the paper's split sizes (tests); returns the dataset folder and its folds."""
-    if options:
-        raise ConversionError(f"option(s) {', '.join('--' + k.replace('_', '-') for k in sorted(options))} "
-                              f"do not apply to MMWHS")
+    reject_options("MMWHS", options)
     cases = find_cases(input_dir)
     if spec is SPEC and len(cases) != EXPECTED_SUBJECTS:
         warnings.warn(f"found {len(cases)} MM-WHS CT training subjects in {find_ct_train(input_dir)}, the paper uses "

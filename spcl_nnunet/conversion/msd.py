@@ -189,10 +189,3 @@ def convert_task(input_dir: Path, raw_root: Path, dataset_id: int, task: MSDTask
         training = [case for case in cases if case.case_id not in test_ids]
         table = finish_dataset(tmp, spec, training, val, train, test, seed, extra)
     return target_folder(raw_root, dataset_id, spec.name), table
-
-
-def reject_options(dataset: str, options: Mapping[str, object]) -> None:
-    """Options of other converters (e.g. ``--with-unlabeled``) are an error, not silently ignored."""
-    if options:
-        raise ConversionError(f"option(s) {', '.join('--' + k.replace('_', '-') for k in sorted(options))} "
-                              f"do not apply to {dataset}")

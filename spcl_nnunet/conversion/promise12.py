@@ -28,6 +28,7 @@ from pathlib import Path
 
 
 from spcl_nnunet.conversion.common import (
+    reject_options,
     ConversionError,
     DatasetSpec,
     SourceCase,
@@ -158,9 +159,7 @@ def convert(input_dir: Path, raw_root: Path, dataset_id: int, *, overwrite: bool
     """Convert a PROMISE12 download into ``raw_root/Dataset<ID>_PROMISE12``; return (folder, fold table).
 
     Options of other converters (``options``) are an error, not silently ignored."""
-    if options:
-        raise ConversionError(f"option(s) {', '.join('--' + k.replace('_', '-') for k in sorted(options))} "
-                              f"do not apply to PROMISE12")
+    reject_options("PROMISE12", options)
     training, unlabeled = collect(Path(input_dir), with_unlabeled)
     needed = SPEC.n_val_groups + SPEC.n_test_groups + max(SPEC.labeled_counts)
     if len(training) < needed:
