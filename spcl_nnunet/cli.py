@@ -1,4 +1,4 @@
-"""Command line: ``spcl_nnunet {env,synthetic,convert,prepare,splits,demo}``."""
+"""Command line: ``spcl_nnunet {env,synthetic,convert,prepare,splits,demo,export-teacher}``."""
 
 from __future__ import annotations
 
@@ -110,6 +110,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
                     fold=args.fold)
 
 
+def cmd_export_teacher(args: argparse.Namespace) -> int:
+    from spcl_nnunet.export import export_teacher
+
+    target = export_teacher(args.checkpoint, args.o, overwrite=args.overwrite)
+    print(f"wrote {target} (network_weights = the Mean Teacher's weights)")
+    if target.parent == Path(args.checkpoint).parent:
+        print(f"predict with the teacher: nnUNetv2_predict ... -chk {target.name}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="spcl_nnunet", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -168,6 +178,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the synthetic dataset")
     p.add_argument("--fold", type=int, default=0, help="labeled configuration (fold 0: 1 labeled scan)")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("export-teacher", help="copy a Mean Teacher checkpoint with the teacher as the network "
+                                              "(for nnUNetv2_predict -chk)")
+    p.add_argument("checkpoint", help="checkpoint_final.pth (or _best/_latest) of a Mean Teacher trainer")
+    p.add_argument("-o", default=None, help="output file (default: <checkpoint>_teacher.pth next to it)")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=cmd_export_teacher)
     return parser
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
@@ -91,3 +92,40 @@ class TinyDataset:
 
     def env(self, results: str | os.PathLike[str], **kwargs) -> dict[str, str]:
         return nnunet_env(self.raw, self.pre, results, **kwargs)
+
+
+def train_command(dataset_id: int | str, fold: int | str, trainer: str, *extra: str) -> list[str]:
+    """``nnUNetv2_train DATASET 2d FOLD -tr TRAINER -device cpu ...``"""
+    return [command("nnUNetv2_train"), str(dataset_id), "2d", str(fold), "-tr", trainer, "-device", "cpu", *extra]
+
+
+def fold_dir(results: Path, name: str, trainer: str, fold: int = 0) -> Path:
+    return results / name / f"{trainer}__nnUNetPlans__2d" / f"fold_{fold}"
+
+
+def epochs_in(output: str) -> list[int]:
+    """Epoch numbers the trainer announced (``<timestamp>: Epoch N``)."""
+    return [int(e) for e in re.findall(r": Epoch (\d+)\s*$", output, flags=re.M)]
+
+
+def load_checkpoint(path: Path) -> dict:
+    import torch
+
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def set_nnunet_env(monkeypatch, env: Mapping[str, str]) -> None:
+    """In-process nnU-Net (paths are read from os.environ when used)."""
+    for key in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results", "nnUNet_extTrainer"):
+        if key in env:
+            monkeypatch.setenv(key, env[key])
+        else:
+            monkeypatch.delenv(key, raising=False)
+
+
+def in_process_trainer(name: str, fold: int = 0):
+    """The trainer nnUNetv2_train would build, on the CPU (needs ``set_nnunet_env`` first)."""
+    import torch
+    from nnunetv2.run.run_training import get_trainer_from_args
+
+    return get_trainer_from_args(str(TINY_ID), "2d", fold, name, device=torch.device("cpu"))

@@ -19,6 +19,12 @@ import SimpleITK as sitk
 import torch
 
 from nnunet_helpers import TINY_ID, TinyDataset, check, command, nnunet_env, run, tail
+from nnunet_helpers import epochs_in as _epochs_in
+from nnunet_helpers import fold_dir as _fold_dir
+from nnunet_helpers import in_process_trainer as _trainer
+from nnunet_helpers import load_checkpoint as _load
+from nnunet_helpers import set_nnunet_env as _set_nnunet_env
+from nnunet_helpers import train_command as _train
 from spcl_nnunet.pacing import gamma_at
 from spcl_nnunet.sidecars import SIDECAR_FILES
 
@@ -27,38 +33,6 @@ pytestmark = pytest.mark.e2e
 PRETRAIN = "SPConPretrainTrainer_smoke"
 FINETUNE = "SPConFinetuneTrainer_smoke"
 CPU = torch.device("cpu")
-
-
-def _train(dataset_id: int | str, fold: int | str, trainer: str, *extra: str) -> list[str]:
-    return [command("nnUNetv2_train"), str(dataset_id), "2d", str(fold), "-tr", trainer, "-device", "cpu", *extra]
-
-
-def _fold_dir(results: Path, name: str, trainer: str, fold: int = 0) -> Path:
-    return results / name / f"{trainer}__nnUNetPlans__2d" / f"fold_{fold}"
-
-
-def _epochs_in(output: str) -> list[int]:
-    """Epoch numbers the trainer announced (``<timestamp>: Epoch N``)."""
-    return [int(e) for e in re.findall(r": Epoch (\d+)\s*$", output, flags=re.M)]
-
-
-def _load(path: Path) -> dict:
-    return torch.load(path, map_location="cpu", weights_only=False)
-
-
-def _set_nnunet_env(monkeypatch: pytest.MonkeyPatch, env: dict[str, str]) -> None:
-    """In-process nnU-Net (paths are read from os.environ when used)."""
-    for key in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results", "nnUNet_extTrainer"):
-        if key in env:
-            monkeypatch.setenv(key, env[key])
-        else:
-            monkeypatch.delenv(key, raising=False)
-
-
-def _trainer(name: str, fold: int = 0):
-    from nnunetv2.run.run_training import get_trainer_from_args
-
-    return get_trainer_from_args(str(TINY_ID), "2d", fold, name, device=CPU)
 
 
 # ------------------------------------------------------------------------------------ runs (module scope)

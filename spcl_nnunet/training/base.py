@@ -91,7 +91,44 @@ class SPConTrainerBase(nnUNetTrainer):
                                f"seed {self.fold_table.seed}), {len(val_keys)} validation scans")
         return tr_keys, val_keys
 
+    def training_pool(self) -> tuple[list[str], list[str]]:
+        """(pool, validation cases): the pool is every training image (labeled, unlabeled,
+        label-less) but never a validation image. Test images are not in the preprocessed
+        training set at all."""
+        _, val_keys = self.do_split()
+        identifiers = self.dataset_class.get_identifiers(self.preprocessed_dataset_folder)
+        return sorted(set(identifiers) - set(val_keys)), list(val_keys)
+
     # ----------------------------------------------------------------- helpers
+    def require_2d(self) -> None:
+        if len(self.configuration_manager.patch_size) != 2:
+            raise ValueError(f"{self.__class__.__name__} works on nnU-Net's 2d configuration, got "
+                             f"'{self.configuration_name}' with patch size {self.configuration_manager.patch_size}")
+
+    def single_target_training_transforms(self):
+        """nnU-Net's training augmentation for this plan, without deep-supervision targets."""
+        rotation, do_dummy_2d, _, mirror_axes = self.configure_rotation_dummyDA_mirroring_and_inital_patch_size()
+        return self.get_training_transforms(
+            self.configuration_manager.patch_size, rotation, None, mirror_axes, do_dummy_2d,
+            use_mask_for_norm=self.configuration_manager.use_mask_for_norm,
+            is_cascaded=False, foreground_labels=self.label_manager.foreground_labels,
+            regions=self.label_manager.foreground_regions if self.label_manager.has_regions else None,
+            ignore_label=self.label_manager.ignore_label)
+
+    def backward_and_step(self, loss: torch.Tensor, params) -> None:
+        """nnU-Net's update: (scaled) backward, gradient norm clipped at 12, optimizer step."""
+        params = list(params)
+        if self.grad_scaler is not None:
+            self.grad_scaler.scale(loss).backward()
+            self.grad_scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(params, 12)
+            self.grad_scaler.step(self.optimizer)
+            self.grad_scaler.update()
+        else:
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 12)
+            self.optimizer.step()
+
     def unwrapped_network(self) -> torch.nn.Module:
         mod = self.network.module if self.is_ddp else self.network
         return mod._orig_mod if isinstance(mod, OptimizedModule) else mod

@@ -36,8 +36,11 @@ class SPConFinetuneTrainer(SPConTrainerBase):
         self.load_spcon_sidecars()
         super().initialize()
 
+    def trainable_parameters(self) -> list[torch.nn.Parameter]:
+        return list(self.network.parameters())
+
     def configure_optimizers(self):
-        optimizer = torch.optim.RAdam(self.network.parameters(), lr=self.lr_init, weight_decay=self.weight_decay)
+        optimizer = torch.optim.RAdam(self.trainable_parameters(), lr=self.lr_init, weight_decay=self.weight_decay)
         scheduler = WarmupCosineLRScheduler(optimizer, self.lr_init, self.lr_multiplier, self.num_epochs,
                                             self.warmup_epochs)
         return optimizer, scheduler

@@ -2,7 +2,7 @@
 
 nnU-Net's ``LocalLogger`` only accepts its own keys (``log`` asserts the key exists) and plots
 ``progress.png`` from them. ``SPConLocalLogger`` adds keys (contrastive loss, mean self-paced
-weight, gamma, ...) and a fourth panel that plots them; trainers without segmentation
+weight, gamma, consistency loss, EMA decay, ...) and panels below nnU-Net's three that plot them; trainers without segmentation
 validation (pre-training) drop the pseudo-Dice keys so that the plot's epoch count (the
 shortest list) is not stuck at zero.
 """
@@ -20,15 +20,25 @@ from nnunetv2.training.logging.nnunet_logger import LocalLogger, MetaLogger  # n
 DICE_KEYS = ("mean_fg_dice", "ema_fg_dice", "dice_per_class_or_region")
 
 
+Panel = tuple[Sequence[str], Sequence[str]]   # keys on the left axis, keys on the right axis
+
+
 class SPConLocalLogger(LocalLogger):
-    def __init__(self, extra_keys: Sequence[str], with_dice: bool = True, verbose: bool = False):
+    """``panels``: one extra plot per entry, below nnU-Net's three; each entry names the keys
+    drawn on its left axis and those drawn on its right axis (values of different scales, e.g.
+    a loss and gamma)."""
+
+    def __init__(self, panels: Sequence[Panel], with_dice: bool = True, verbose: bool = False):
         super().__init__(verbose)
         if not with_dice:
             for key in DICE_KEYS:
                 del self.my_fantastic_logging[key]
-        for key in extra_keys:
+        self.panels = [(tuple(left), tuple(right)) for left, right in panels]
+        self.extra_keys = tuple(k for left, right in self.panels for k in (*left, *right))
+        if len(set(self.extra_keys)) != len(self.extra_keys):
+            raise ValueError(f"a key appears twice in the progress panels: {self.extra_keys}")
+        for key in self.extra_keys:
             self.my_fantastic_logging[key] = []
-        self.extra_keys = tuple(extra_keys)
         self.with_dice = with_dice
 
     def plot_progress_png(self, output_folder: str) -> None:
@@ -37,7 +47,7 @@ class SPConLocalLogger(LocalLogger):
         if epoch < 0:
             return
         x = list(range(epoch + 1))
-        fig, axes = plt.subplots(4, 1, figsize=(14, 22))
+        fig, axes = plt.subplots(3 + len(self.panels), 1, figsize=(14, 5.5 * (3 + len(self.panels))))
 
         ax = axes[0]
         ax.plot(x, log["train_losses"][:epoch + 1], color="b", label="loss_tr", linewidth=2)
@@ -66,25 +76,23 @@ class SPConLocalLogger(LocalLogger):
         ax.set_ylabel("learning rate")
         ax.legend(loc="upper left")
 
-        ax = axes[3]
-        twin = None
-        for i, key in enumerate(self.extra_keys):
-            target = ax
-            if key == "gamma" and len(self.extra_keys) > 1:
-                twin = twin or ax.twinx()
-                target = twin
-            target.plot(x, log[key][:epoch + 1], label=key, linewidth=2, color=f"C{i}")
-            target.set_ylabel(key if target is twin else "value")
-        ax.set_xlabel("epoch")
-        ax.legend(loc="upper left")
-        if twin is not None:
-            twin.legend(loc="upper right")
+        color = 0
+        for ax, (left, right) in zip(axes[3:], self.panels):
+            for keys, target, where in ((left, ax, "upper left"), (right, ax.twinx() if right else None, "upper right")):
+                if target is None:
+                    continue
+                for key in keys:
+                    target.plot(x, log[key][:epoch + 1], label=key, linewidth=2, color=f"C{color}")
+                    color += 1
+                target.set_ylabel(" / ".join(keys))
+                target.legend(loc=where)
+            ax.set_xlabel("epoch")
         fig.tight_layout()
         fig.savefig(f"{output_folder}/progress.png")
         plt.close(fig)
 
 
-def install_local_logger(meta_logger: MetaLogger, extra_keys: Sequence[str], with_dice: bool) -> SPConLocalLogger:
+def install_local_logger(meta_logger: MetaLogger, panels: Sequence[Panel], with_dice: bool) -> SPConLocalLogger:
     """Replace the local logger of an nnU-Net ``MetaLogger`` (keeps wandb etc. untouched)."""
-    meta_logger.local_logger = SPConLocalLogger(extra_keys, with_dice, meta_logger.local_logger.verbose)
+    meta_logger.local_logger = SPConLocalLogger(panels, with_dice, meta_logger.local_logger.verbose)
     return meta_logger.local_logger

@@ -1,0 +1,127 @@
+"""Meta-label contrastive pieces shared by pre-training and SP-Con + Mean Teacher.
+
+``MetaLabelContrast`` is a mixin for ``SPConTrainerBase`` subclasses: the meta-label batches
+(m scans x one slice per partition x two views, from ``ContrastiveDataLoader``), the projector g,
+the self-paced loss L = sum_k lambda_k L_sp^k (main paper Eq. 14), the gamma schedule
+(stepped once per epoch) and their checkpoint state.
+"""
+
+from __future__ import annotations
+
+from os.path import join
+
+import torch
+
+from spcl_nnunet.heads import ProjectionHead
+from spcl_nnunet.heatmap import save_weight_heatmap
+from spcl_nnunet.losses import combined_self_paced_supcon, mean_positive_weight
+from spcl_nnunet.pacing import gamma_at
+from spcl_nnunet.slices import partition_counts, partitions_for_cases
+from spcl_nnunet.training.dataloading import ContrastiveDataLoader, case_slice_counts
+
+
+class MetaLabelContrast:
+    # meta-label -> lambda_k (main paper Eq. 14); "position" is the slice partition, the other
+    # names are case-level keys of meta_labels.json
+    meta_label_weights: dict[str, float] = {"position": 1.0}
+    simclr: bool = False            # True: each image is its own class (no meta-labels)
+    weight_mode: str = "soft"       # "soft" (linear regulariser) or "hard"
+    gamma_start: float = 2.0        # supplementary Table 4
+    gamma_end: float = 50.0
+    gamma_power: float = 0.5
+    correct_grad: bool = False
+    temperature: float = 0.07
+    num_views: int = 2
+    one_slice_per_partition: bool = True
+    num_scans_per_batch: int | None = None   # None: plan's batch size // slice_partitions
+    heatmap_every: int = 10         # epochs between heat-maps of the self-paced weights (0: never)
+
+    projector: ProjectionHead | None = None
+    current_gamma: float = float("nan")
+
+    # ------------------------------------------------------------------ set-up
+    @property
+    def primary_meta_label(self) -> str:
+        """The meta-label whose weights are logged and drawn (largest lambda)."""
+        return "instance" if self.simclr else max(self.meta_label_weights, key=self.meta_label_weights.get)
+
+    def check_meta_label_names(self) -> None:
+        unknown = set(self.meta_label_weights) - {"position"} - set(self.meta_labels.keys())
+        if unknown and not self.simclr:
+            raise ValueError(f"{self.__class__.__name__} uses meta-label(s) {sorted(unknown)} that "
+                             f"meta_labels.json does not define (it has {self.meta_labels.keys()} + 'position')")
+
+    def make_projector(self) -> ProjectionHead:
+        channels = int(self.unwrapped_network().encoder.output_channels[-1])
+        self.projector = ProjectionHead(channels).to(self.device)
+        return self.projector
+
+    def contrastive_loader(self, keys: list[str], transforms) -> ContrastiveDataLoader:
+        dataset = self.dataset_class(self.preprocessed_dataset_folder, keys)
+        counts, properties = case_slice_counts(dataset)
+        partitions = self.meta_labels.slice_partitions
+        slice_parts = partitions_for_cases(counts, properties, partitions)
+        case_keys = [] if self.simclr else [k for k in self.meta_label_weights if k != "position"]
+        case_codes = {k: self.meta_labels.encode(k, keys) for k in case_keys}
+        num_scans = self.num_scans_per_batch or max(1, self.batch_size // partitions)
+        self.print_to_log_file(f"contrastive loader: {len(keys)} scans, {sum(counts.values())} slices, "
+                               f"slices per partition {partition_counts(slice_parts.values(), partitions).tolist()}, "
+                               f"{num_scans} scans x {partitions} slices x {self.num_views} views per batch")
+        _, _, initial_patch_size, _ = self.configure_rotation_dummyDA_mirroring_and_inital_patch_size()
+        return ContrastiveDataLoader(dataset, num_scans, slice_parts, partitions, case_codes, initial_patch_size,
+                                     self.configuration_manager.patch_size, self.label_manager, transforms,
+                                     self.num_views, self.one_slice_per_partition)
+
+    def update_gamma(self) -> float:
+        """gamma(e) for the current epoch (called once per epoch)."""
+        self.current_gamma = gamma_at(self.current_epoch, self.num_epochs, self.gamma_start, self.gamma_end,
+                                      self.gamma_power)
+        return self.current_gamma
+
+    # ------------------------------------------------------------------ loss
+    def meta_label_loss(self, z: torch.Tensor, batch: dict) -> tuple[torch.Tensor, dict]:
+        """sum_k lambda_k L_sp^k for projections z of shape (V*N, D), rows view-major."""
+        n = z.shape[0] // self.num_views
+        features = z.view(self.num_views, n, -1).transpose(0, 1)  # (N, V, D)
+        if self.simclr:
+            labels, lambdas = {"instance": None}, {"instance": 1.0}
+        else:
+            labels = {k: batch["meta"][k].to(self.device) for k in self.meta_label_weights}
+            lambdas = self.meta_label_weights
+        return combined_self_paced_supcon(features, labels, lambdas, temperature=self.temperature,
+                                          gamma=self.current_gamma, mode=self.weight_mode,
+                                          correct_grad=self.correct_grad)
+
+    def primary_positive_weight(self, batch: dict, parts: dict) -> float:
+        """Mean self-paced weight of the positive pairs of the primary meta-label."""
+        key = self.primary_meta_label
+        labels = None if self.simclr else batch["meta"][key]
+        return mean_positive_weight(parts[key][1].cpu(), labels, self.num_views)
+
+    def save_heatmap(self, batch: dict, parts: dict) -> None:
+        if self.local_rank != 0:
+            return
+        key = self.primary_meta_label
+        n = len(batch["keys"])
+        positions = batch["meta"]["position"].tolist() if "meta" in batch else [0] * n
+        path = join(self.output_folder, "self_paced_weights", f"epoch_{self.current_epoch:04d}.png")
+        save_weight_heatmap(parts[key][1].cpu().numpy(), positions, batch["keys"], self.num_views, path,
+                            f"self-paced weights ({key}), epoch {self.current_epoch}, gamma {self.current_gamma:.3g}")
+
+    def heatmap_due(self) -> bool:
+        return self.heatmap_every > 0 and self.current_epoch % self.heatmap_every == 0
+
+    # ------------------------------------------------------------------ checkpoints
+    def contrastive_checkpoint_state(self) -> dict:
+        return {"projector_state": self.projector.state_dict(),
+                "spcon_state": {"gamma": self.current_gamma, "gamma_start": self.gamma_start,
+                                "gamma_end": self.gamma_end, "gamma_power": self.gamma_power,
+                                "meta_label_weights": dict(self.meta_label_weights), "simclr": self.simclr,
+                                "weight_mode": self.weight_mode}}
+
+    def load_contrastive_checkpoint_state(self, checkpoint: dict) -> None:
+        if "projector_state" not in checkpoint:
+            raise ValueError(f"{self.__class__.__name__} cannot resume from a checkpoint without 'projector_state' "
+                             f"(written by trainer {checkpoint.get('trainer_name')!r})")
+        self.projector.load_state_dict(checkpoint["projector_state"])
+        self.current_gamma = float(checkpoint["spcon_state"]["gamma"])

@@ -1,0 +1,338 @@
+"""Semi-supervised training inside nnU-Net: Mean Teacher, SP-Con + Mean Teacher, entropy minimisation.
+
+    L = L_sup + lambda_reg L_MT + lambda_sp L_sp          (main paper Eq. 15)
+
+L_sup is the fine-tuning loss (cross-entropy with nnU-Net's deep supervision) on batches of the
+fold's labeled scans from nnU-Net's own loader. The unlabeled terms use a second nnU-Net loader,
+with nnU-Net's augmentation in its background workers, over the *unlabeled pool*: every
+training image that is not a validation image of the fold (labeled scans included, label-less
+images too; their placeholder labels are never used as targets). Iterations per epoch,
+validation, checkpoints and inference stay nnU-Net's; inference uses the student (see
+``spcl_nnunet export-teacher`` for the teacher).
+"""
+
+from __future__ import annotations
+
+
+import numpy as np
+import torch
+from batchgenerators.dataloading.nondet_multi_threaded_augmenter import NonDetMultiThreadedAugmenter
+from nnunetv2.training.dataloading.data_loader import nnUNetDataLoader
+from nnunetv2.utilities.helpers import dummy_context
+from torch import autocast
+
+from spcl_nnunet.consistency import entropy_loss, random_geometric_transform, transformation_consistency_loss
+from spcl_nnunet.pacing import sigmoid_rampup
+from spcl_nnunet.teacher import MeanTeacher
+from spcl_nnunet.training.contrastive import MetaLabelContrast
+from spcl_nnunet.training.dataloading import wrap_in_augmenter
+from spcl_nnunet.training.finetune import SPConFinetuneTrainer
+from spcl_nnunet.training.progress import Panel, install_local_logger
+
+
+def full_resolution(output) -> torch.Tensor:
+    """The full-resolution logits of a network output (a list under deep supervision)."""
+    return output[0] if isinstance(output, (list, tuple)) else output
+
+
+class SemiSupervisedTrainer(SPConFinetuneTrainer):
+    """Base class: L_sup on labeled batches + ``unlabeled_terms`` on unlabeled batches.
+
+    Subclasses implement ``unlabeled_terms`` (and may replace ``unlabeled_loader``)."""
+
+    unlabeled_batch_size: int | None = None   # None: the labeled batch size
+    rampup_epochs: float = 0.0                # sigmoid ramp-up exp(-5(1-t)^2) of the unlabeled weight (0: none)
+    log_panels: list[Panel] = [(("supervised_loss",), ()), (("rampup_weight",), ())]
+
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.dataloader_unlabeled = None
+        self.rampup_weight = float("nan")
+        install_local_logger(self.logger, self.log_panels, with_dice=True)
+
+    # ------------------------------------------------------------------ set-up
+    def initialize(self):
+        if self.is_ddp:
+            raise NotImplementedError(f"{self.__class__.__name__} does not support multi-GPU (DDP) training yet: "
+                                      f"run it on one GPU")
+        super().initialize()
+
+    def unlabeled_loader(self, pool: list[str]):
+        """nnU-Net's 2d loader over the pool: random slices and crops (no foreground oversampling,
+        labels may be placeholders), nnU-Net's training augmentation."""
+        dataset = self.dataset_class(self.preprocessed_dataset_folder, pool)
+        _, _, initial_patch_size, _ = self.configure_rotation_dummyDA_mirroring_and_inital_patch_size()
+        return nnUNetDataLoader(dataset, self.unlabeled_batch_size or self.batch_size, initial_patch_size,
+                                self.configuration_manager.patch_size, self.label_manager,
+                                oversample_foreground_percent=0.0,
+                                transforms=self.single_target_training_transforms())
+
+    def get_dataloaders(self):
+        self.require_2d()
+        dl_tr, dl_val = super().get_dataloaders()
+        pool, val_keys = self.training_pool()
+        self.load_spcon_sidecars()
+        label_less = sorted(set(pool) & set(self.meta_labels.unlabeled))
+        self.print_to_log_file(f"unlabeled pool: {len(pool)} training scans ({len(label_less)} without labels; "
+                               f"the {len(val_keys)} validation scans excluded)")
+        self.dataloader_unlabeled = wrap_in_augmenter(self.unlabeled_loader(pool), self.device.type == "cuda")
+        next(self.dataloader_unlabeled)
+        return dl_tr, dl_val
+
+    def on_train_end(self):
+        super().on_train_end()
+        if isinstance(self.dataloader_unlabeled, NonDetMultiThreadedAugmenter):
+            self.dataloader_unlabeled._finish()
+
+    # ------------------------------------------------------------------ the step
+    def unlabeled_terms(self, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
+        """(weighted unlabeled loss, values to log) for one unlabeled batch; runs under autocast."""
+        raise NotImplementedError
+
+    def after_optimizer_step(self) -> None:
+        pass
+
+    def autocast_context(self):
+        return autocast(self.device.type, enabled=True) if self.device.type == "cuda" else dummy_context()
+
+    def train_step(self, batch: dict) -> dict:
+        data = batch["data"].to(self.device, non_blocking=True)
+        target = batch["target"]
+        target = [t.to(self.device, non_blocking=True) for t in target] if isinstance(target, list) \
+            else target.to(self.device, non_blocking=True)
+        unlabeled = next(self.dataloader_unlabeled)
+        self.optimizer.zero_grad(set_to_none=True)
+        with self.autocast_context():
+            supervised = self.loss(self.network(data), target)
+            unsupervised, values = self.unlabeled_terms(unlabeled)
+            loss = supervised + unsupervised
+        self.backward_and_step(loss, self.trainable_parameters())
+        self.after_optimizer_step()
+        return {"loss": loss.detach().cpu().numpy(), "supervised_loss": float(supervised.detach()), **values}
+
+    # ------------------------------------------------------------------ logging
+    def epoch_values(self) -> dict[str, float]:
+        """Values logged once per epoch, at its start (schedules)."""
+        return {"rampup_weight": self.rampup_weight}
+
+    def on_train_epoch_start(self):
+        super().on_train_epoch_start()
+        self.rampup_weight = sigmoid_rampup(self.current_epoch, self.rampup_epochs)
+        for key, value in self.epoch_values().items():
+            self.logger.log(key, value, self.current_epoch)
+
+    def on_train_epoch_end(self, train_outputs: list[dict]):
+        super().on_train_epoch_end(train_outputs)
+        logged = set(self.logger.local_logger.extra_keys) - set(self.epoch_values())
+        for key in sorted(logged):
+            values = [o[key] for o in train_outputs if key in o]
+            if not values:
+                raise RuntimeError(f"{self.__class__.__name__}: train_step returned no {key!r} to log")
+            self.logger.log(key, float(np.mean(values)), self.current_epoch)
+
+    def on_epoch_end(self):
+        get = self.logger.get_value
+        parts = ", ".join(f"{k} {get(k, -1):.4g}" for k in self.logger.local_logger.extra_keys)
+        self.print_to_log_file(parts)
+        super().on_epoch_end()
+
+
+class EntropyMinTrainer(SemiSupervisedTrainer):
+    """L_sup + lambda * mean pixel entropy of the softmax on unlabeled images (supplementary Eq. 4).
+
+    The paper selected lambda by grid search; 0.1 here (``entropy_weight``)."""
+
+    entropy_weight: float = 0.1
+    log_panels = [(("supervised_loss",), ("entropy_loss",)), (("rampup_weight",), ())]
+
+    def unlabeled_terms(self, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
+        x = batch["data"].to(self.device, non_blocking=True)
+        entropy = entropy_loss(full_resolution(self.network(x)))
+        return self.entropy_weight * self.rampup_weight * entropy, {"entropy_loss": float(entropy.detach())}
+
+
+class MeanTeacherTrainer(SemiSupervisedTrainer):
+    """L_sup + lambda_reg L_MT, transformation-consistent Mean Teacher (supplementary Eq. 3).
+
+    The teacher is an EMA of the student (``ema_decay``, updated after every optimizer step,
+    no gradient) and starts as a copy of the student at the start of training (after
+    ``-pretrained_weights``). The student sees T(x), the teacher sees x and T is applied to its
+    softmax (``spcl_nnunet.consistency``); full-resolution output only."""
+
+    ema_decay: float = 0.999
+    consistency_weight: float = 0.1           # lambda_reg (ACDC; PROMISE12 and MMWHS: 0.2)
+    transform_flips: bool = True
+    transform_rot90: bool = True
+    transform_max_rotation_deg: float = 15.0
+    transform_scale_range: tuple[float, float] = (0.9, 1.1)
+    log_panels = [(("supervised_loss",), ("consistency_loss",)), (("rampup_weight",), ("ema_decay",))]
+
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.teacher: MeanTeacher | None = None
+
+    def initialize(self):
+        super().initialize()
+        self.teacher = MeanTeacher(self.unwrapped_network(), self.ema_decay)
+        if hasattr(self.teacher.module, "decoder") and hasattr(self.teacher.module.decoder, "deep_supervision"):
+            self.teacher.module.decoder.deep_supervision = False   # the teacher only gives full-resolution targets
+
+    def on_train_start(self):
+        super().on_train_start()
+        if self.teacher.steps == 0:    # a fresh run (not --c): the teacher starts from the (pre-trained) student
+            self.teacher.copy_from(self.unwrapped_network())
+            self.print_to_log_file(f"Mean Teacher: teacher = copy of the student, EMA decay {self.ema_decay}")
+        else:
+            self.print_to_log_file(f"Mean Teacher: teacher restored after {self.teacher.steps} EMA steps")
+
+    def consistency_transform(self, x: torch.Tensor):
+        return random_geometric_transform(x.shape[0], x.shape[2:], x.device, self.transform_flips,
+                                          self.transform_rot90, self.transform_max_rotation_deg,
+                                          self.transform_scale_range)
+
+    def unlabeled_terms(self, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
+        x = batch["data"].to(self.device, non_blocking=True)
+        transform = self.consistency_transform(x)
+        teacher_logits = self.teacher.predict(x)
+        student_logits = full_resolution(self.network(transform.apply(x)))
+        mt = transformation_consistency_loss(student_logits, teacher_logits, transform)
+        return self.consistency_weight * self.rampup_weight * mt, {"consistency_loss": float(mt.detach())}
+
+    def after_optimizer_step(self) -> None:
+        self.teacher.update(self.unwrapped_network())
+
+    def train_step(self, batch: dict) -> dict:
+        return {**super().train_step(batch), "ema_decay": self.teacher.last_decay}
+
+    def on_train_epoch_end(self, train_outputs: list[dict]):
+        super().on_train_epoch_end(train_outputs)
+        self.print_to_log_file(f"EMA steps {self.teacher.steps}, last decay {self.teacher.last_decay:.6f}")
+
+    # ------------------------------------------------------------------ checkpoints
+    def extra_checkpoint_state(self) -> dict:
+        return {"teacher_state": self.teacher.state_dict()}
+
+    def load_extra_checkpoint_state(self, checkpoint: dict) -> None:
+        if "teacher_state" not in checkpoint:
+            raise ValueError(f"{self.__class__.__name__} cannot resume from a checkpoint without 'teacher_state' "
+                             f"(written by trainer {checkpoint.get('trainer_name')!r})")
+        self.teacher.load_state_dict(checkpoint["teacher_state"])
+
+
+class SPConMeanTeacherTrainer(MetaLabelContrast, MeanTeacherTrainer):
+    """L_sup + lambda_reg L_MT + lambda_sp L_sp (main paper Eq. 15).
+
+    The unlabeled batch is a meta-label batch (m scans x one slice per partition x two views,
+    ``MetaLabelContrast``): view 1 feeds Mean Teacher (teacher on x, student on T(x)), the
+    student's encoder features of T(view 1) and view 2 feed the self-paced contrastive loss
+    through the projector, with gamma stepped once per epoch. Defaults: ACDC's lambda_reg 0.1,
+    lambda_sp 5e-3 (``_PROMISE12`` / ``_MMWHS``: 0.2 and 2e-2). Start it from a pre-trained
+    encoder with ``-pretrained_weights`` (an ``SPConPretrainTrainer`` checkpoint)."""
+
+    contrastive_weight: float = 5e-3          # lambda_sp
+    log_panels = [(("supervised_loss",), ("consistency_loss",)),
+                  (("contrastive_loss", "mean_positive_weight"), ("gamma",)),
+                  (("rampup_weight",), ("ema_decay",))]
+
+    def initialize(self):
+        if self.num_views != 2:
+            raise ValueError(f"{self.__class__.__name__} needs num_views = 2 (one view for Mean Teacher and "
+                             f"contrast, one more for contrast), got {self.num_views}")
+        self.load_spcon_sidecars()
+        self.check_meta_label_names()
+        super().initialize()
+
+    def configure_optimizers(self):
+        self.make_projector()
+        return super().configure_optimizers()
+
+    def trainable_parameters(self) -> list[torch.nn.Parameter]:
+        return super().trainable_parameters() + list(self.projector.parameters())
+
+    def unlabeled_loader(self, pool: list[str]):
+        return self.contrastive_loader(pool, self.single_target_training_transforms())
+
+    def epoch_values(self) -> dict[str, float]:
+        return {**super().epoch_values(), "gamma": self.current_gamma}
+
+    def on_train_epoch_start(self):
+        self.update_gamma()
+        self.projector.train()
+        self._heatmap_pending = self.heatmap_due()
+        super().on_train_epoch_start()
+
+    def unlabeled_terms(self, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
+        data = batch["data"].to(self.device, non_blocking=True)
+        n = data.shape[0] // self.num_views
+        x, other_view = data[:n], data[n:]
+        transform = self.consistency_transform(x)
+        teacher_logits = self.teacher.predict(x)
+        network = self.unwrapped_network()
+        skips = network.encoder(torch.cat([transform.apply(x), other_view]))
+        student_logits = full_resolution(network.decoder([s[:n] for s in skips]))
+        mt = transformation_consistency_loss(student_logits, teacher_logits, transform)
+        sp, parts = self.meta_label_loss(self.projector(skips[-1]), batch)
+        if getattr(self, "_heatmap_pending", False):
+            self._heatmap_pending = False
+            self.save_heatmap(batch, parts)
+        loss = self.consistency_weight * self.rampup_weight * mt + self.contrastive_weight * sp
+        return loss, {"consistency_loss": float(mt.detach()), "contrastive_loss": float(sp.detach()),
+                      "mean_positive_weight": self.primary_positive_weight(batch, parts)}
+
+    def extra_checkpoint_state(self) -> dict:
+        return {**super().extra_checkpoint_state(), **self.contrastive_checkpoint_state()}
+
+    def load_extra_checkpoint_state(self, checkpoint: dict) -> None:
+        super().load_extra_checkpoint_state(checkpoint)
+        self.load_contrastive_checkpoint_state(checkpoint)
+
+
+# ---------------------------------------------------------------------- variants
+class MeanTeacherTrainer_rampup(MeanTeacherTrainer):
+    """Mean Teacher with the consistency weight ramped up (sigmoid) over the first 20 epochs."""
+    rampup_epochs = 20
+
+
+class SPConMeanTeacherTrainer_ACDC(SPConMeanTeacherTrainer):
+    """ACDC in the paper: 75 epochs; meta-labels (position, patient, phase) with lambda (1.0, 1e-3, 1e-2)."""
+    num_epochs_default = 75
+    meta_label_weights = {"position": 1.0, "patient": 1e-3, "phase": 1e-2}
+
+
+class SPConMeanTeacherTrainer_PROMISE12(SPConMeanTeacherTrainer):
+    """PROMISE12 in the paper: lambda_reg 0.2, lambda_sp 2e-2, (position, patient) = (1.0, 0.1), lr_init 5e-7."""
+    consistency_weight = 0.2
+    contrastive_weight = 2e-2
+    meta_label_weights = {"position": 1.0, "patient": 0.1}
+    lr_init = 5e-7
+
+
+class SPConMeanTeacherTrainer_MMWHS(SPConMeanTeacherTrainer_PROMISE12):
+    """MMWHS in the paper: as PROMISE12 with lr_init 2e-6."""
+    lr_init = 2e-6
+
+
+class _Smoke:
+    """2 epochs x 4 iterations, small unlabeled batches: checks that everything runs."""
+    num_epochs_default = 2
+    iterations_per_epoch = 4
+    val_iterations_per_epoch = 2
+    checkpoint_every = 1
+    unlabeled_batch_size = 2
+    num_scans_per_batch = 2
+    rampup_epochs = 2
+    heatmap_every = 1
+
+
+class MeanTeacherTrainer_smoke(_Smoke, MeanTeacherTrainer):
+    __doc__ = _Smoke.__doc__
+
+
+class SPConMeanTeacherTrainer_smoke(_Smoke, SPConMeanTeacherTrainer):
+    __doc__ = _Smoke.__doc__
+
+
+class EntropyMinTrainer_smoke(_Smoke, EntropyMinTrainer):
+    __doc__ = _Smoke.__doc__

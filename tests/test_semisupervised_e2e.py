@@ -1,0 +1,228 @@
+"""End-to-end runs of the semi-supervised trainers through nnU-Net's own commands (tiny dataset, CPU):
+``nnUNetv2_train`` (from scratch, from ``-pretrained_weights``, resumed with ``--c``),
+``nnUNetv2_predict`` with the student and with the exported teacher."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import torch
+
+from nnunet_helpers import (TINY_ID, TinyDataset, check, command, epochs_in, fold_dir, in_process_trainer,
+                            load_checkpoint, nnunet_env, run, set_nnunet_env, tail, train_command)
+from spcl_nnunet.pacing import gamma_at, sigmoid_rampup
+from spcl_nnunet.teacher import ema_decay_at
+
+pytestmark = pytest.mark.e2e
+
+MT, SPCON_MT, ENTMIN = "MeanTeacherTrainer_smoke", "SPConMeanTeacherTrainer_smoke", "EntropyMinTrainer_smoke"
+PRETRAIN = "SPConPretrainTrainer_smoke"
+STEPS = 2 * 4          # smoke trainers: 2 epochs x 4 iterations
+LOG_KEYS = {
+    MT: {"supervised_loss", "consistency_loss", "rampup_weight", "ema_decay"},
+    SPCON_MT: {"supervised_loss", "consistency_loss", "contrastive_loss", "mean_positive_weight", "gamma",
+               "rampup_weight", "ema_decay"},
+    ENTMIN: {"supervised_loss", "entropy_loss", "rampup_weight"},
+}
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("results_semisupervised")
+
+
+@pytest.fixture(scope="module")
+def runs(tiny_dataset: TinyDataset, results: Path) -> dict[str, tuple]:
+    """Each trainer once; SP-Con + Mean Teacher starts from an SP-Con pre-training checkpoint."""
+    env = tiny_dataset.env(results)
+    check(run(train_command(TINY_ID, 0, PRETRAIN), env))
+    pretrained = fold_dir(results, tiny_dataset.name, PRETRAIN) / "checkpoint_final.pth"
+    out = {}
+    for trainer in (MT, SPCON_MT, ENTMIN):
+        extra = ("-pretrained_weights", str(pretrained)) if trainer == SPCON_MT else ()
+        proc = check(run(train_command(TINY_ID, 0, trainer, *extra), env))
+        out[trainer] = (proc, fold_dir(results, tiny_dataset.name, trainer))
+    return out
+
+
+def _predict(tiny_dataset: TinyDataset, results: Path, trainer: str, out: Path, *extra: str) -> list[str]:
+    images = tiny_dataset.raw_dataset / "imagesTs"
+    check(run([command("nnUNetv2_predict"), "-i", images, "-o", out, "-d", str(TINY_ID), "-c", "2d", "-f", "0",
+               "-tr", trainer, "-device", "cpu", "-npp", "1", "-nps", "1", *extra], tiny_dataset.env(results)))
+    cases = sorted(p.name[: -len("_0000.nii.gz")] for p in images.glob("*_0000.nii.gz"))
+    assert cases and sorted(p.name for p in out.glob("*.nii.gz")) == [f"{c}.nii.gz" for c in cases]
+    for case in cases:
+        image = sitk.ReadImage(str(images / f"{case}_0000.nii.gz"))
+        pred = sitk.ReadImage(str(out / f"{case}.nii.gz"))
+        assert pred.GetSize() == image.GetSize()
+        assert set(np.unique(sitk.GetArrayFromImage(pred))) <= {0, 1, 2, 3}
+    return cases
+
+
+# ------------------------------------------------------------------------------------ training runs
+@pytest.mark.parametrize("trainer", [MT, SPCON_MT, ENTMIN])
+def test_training_run(runs, trainer: str) -> None:
+    proc, folder = runs[trainer]
+    assert epochs_in(proc.stdout) == [0, 1], tail(proc)
+    assert "unlabeled pool:" in proc.stdout and "validation scans excluded" in proc.stdout
+    if trainer == SPCON_MT:
+        assert "Loading pretrained weights from file" in proc.stdout
+    summary = json.loads((folder / "validation" / "summary.json").read_text())   # nnU-Net's final validation
+    assert {"1", "2", "3"} <= set(summary["mean"])
+    assert (folder / "progress.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    ckpt = load_checkpoint(folder / "checkpoint_final.pth")
+    assert ckpt["trainer_name"] == trainer and ckpt["current_epoch"] == 2
+    log = ckpt["logging"]
+    for key in LOG_KEYS[trainer] | {"train_losses", "val_losses", "mean_fg_dice"}:
+        assert len(log[key]) == 2 and all(np.isfinite(v) for v in log[key]), (key, log[key])
+    assert log["rampup_weight"] == [sigmoid_rampup(e, 2) for e in range(2)]
+    assert all(v > 0 for v in log["supervised_loss"])
+    if trainer == ENTMIN:
+        assert "teacher_state" not in ckpt
+        assert all(0 <= v <= np.log(4) + 1e-6 for v in log["entropy_loss"])
+        return
+    teacher = ckpt["teacher_state"]
+    assert teacher["steps"] == STEPS and teacher["decay"] == 0.999
+    assert teacher["last_decay"] == ema_decay_at(STEPS, 0.999)
+    assert set(teacher["weights"]) == set(ckpt["network_weights"])
+    assert any(not torch.equal(teacher["weights"][k], ckpt["network_weights"][k]) for k in teacher["weights"])
+    assert all(0 <= v <= 2 for v in log["consistency_loss"])
+    # per-epoch mean of the decays used: steps 1..4, then 5..8
+    assert log["ema_decay"] == pytest.approx([np.mean([ema_decay_at(s, 0.999) for s in range(1 + 4 * e, 5 + 4 * e)])
+                                              for e in range(2)])
+    if trainer == SPCON_MT:
+        assert {"projector_state", "spcon_state"} <= set(ckpt)
+        assert log["gamma"] == [gamma_at(e, 2, 2.0, 50.0, 0.5) for e in range(2)]
+        assert all(0 <= w <= 1 for w in log["mean_positive_weight"])
+        assert (folder / "self_paced_weights" / "epoch_0001.png").is_file()
+
+
+def test_student_and_exported_teacher_predict(tiny_dataset: TinyDataset, runs, results: Path,
+                                              tmp_path: Path) -> None:
+    for trainer in (MT, SPCON_MT, ENTMIN):
+        _predict(tiny_dataset, results, trainer, tmp_path / f"student_{trainer}")
+
+    _, folder = runs[SPCON_MT]
+    proc = check(run([command("spcl_nnunet"), "export-teacher", folder / "checkpoint_final.pth"],
+                     tiny_dataset.env(results)))
+    exported = folder / "checkpoint_final_teacher.pth"
+    assert f"-chk {exported.name}" in proc.stdout
+    source, copy = load_checkpoint(folder / "checkpoint_final.pth"), load_checkpoint(exported)
+    for key, value in source["teacher_state"]["weights"].items():
+        assert torch.equal(copy["network_weights"][key], value), key
+    assert copy["exported_network"] == "teacher"
+    _predict(tiny_dataset, results, SPCON_MT, tmp_path / "teacher", "-chk", exported.name)
+
+    again = run([command("spcl_nnunet"), "export-teacher", folder / "checkpoint_final.pth"], tiny_dataset.env(results))
+    assert again.returncode == 2 and "--overwrite" in again.stdout
+    _, entmin_folder = runs[ENTMIN]
+    refused = run([command("spcl_nnunet"), "export-teacher", entmin_folder / "checkpoint_final.pth"],
+                  tiny_dataset.env(results))
+    assert refused.returncode == 2 and "teacher_state" in refused.stdout and ENTMIN in refused.stdout
+    assert not (entmin_folder / "checkpoint_final_teacher.pth").exists()
+
+
+# ------------------------------------------------------------------------------------ the unlabeled pool
+def test_unlabeled_pool_excludes_validation_and_test(tiny_dataset: TinyDataset, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    pre = tmp_path / "preprocessed"
+    shutil.copytree(tiny_dataset.pre_dataset, pre / tiny_dataset.name)
+    folds = json.loads((pre / tiny_dataset.name / "spcl_folds.json").read_text())
+    labeled = set(folds["folds"][0]["labeled"])
+    label_less = sorted(set(folds["train_pool"]) - labeled)[:2]
+    meta_file = pre / tiny_dataset.name / "meta_labels.json"
+    meta = json.loads(meta_file.read_text())
+    meta["unlabeled"] = label_less
+    meta_file.write_text(json.dumps(meta))
+    empty_raw = tmp_path / "raw"
+    empty_raw.mkdir()
+    set_nnunet_env(monkeypatch, nnunet_env(empty_raw, pre, tmp_path / "results"))
+
+    for trainer_name in (MT, SPCON_MT, ENTMIN):
+        trainer = in_process_trainer(trainer_name)
+        trainer.initialize()
+        tr_keys, val_keys = trainer.do_split()
+        pool, _ = trainer.training_pool()
+        test_cases = {p.name[: -len("_0000.nii.gz")] for p in (tiny_dataset.raw_dataset / "imagesTs").glob("*_0000.nii.gz")}
+        assert test_cases and val_keys
+        assert not set(pool) & set(val_keys)
+        assert not set(pool) & test_cases
+        assert set(label_less) <= set(pool) and labeled <= set(pool)
+        assert sorted(pool) == sorted(folds["train_pool"])
+        assert not set(tr_keys) & set(label_less)                # placeholders never supervise
+        loader = trainer.unlabeled_loader(pool)
+        assert sorted(loader._data.identifiers) == sorted(pool)
+
+
+# ------------------------------------------------------------------------------------ resume
+CRASH_TRAINER = textwrap.dedent('''
+    """Test trainer: stops the process once, after epoch 1, as a crash would."""
+    import os
+
+    from spcl_nnunet.training.semisupervised import SPConMeanTeacherTrainer_smoke
+
+
+    class CrashOnceSPConMTTrainer(SPConMeanTeacherTrainer_smoke):
+        num_epochs_default = 3
+        iterations_per_epoch = 2
+        heatmap_every = 0
+
+        def on_epoch_end(self):
+            super().on_epoch_end()
+            marker = os.environ["SPCL_TEST_CRASH_MARKER"]
+            if self.current_epoch == 2 and not os.path.exists(marker):
+                open(marker, "w").close()
+                raise SystemExit(3)
+''')
+
+
+def test_resume_restores_teacher_and_gamma(tiny_dataset: TinyDataset, tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    trainer_dir = tmp_path / "extra_trainers"
+    trainer_dir.mkdir()
+    (trainer_dir / "spcl_test_crash_once_mt.py").write_text(CRASH_TRAINER)
+    marker, results = tmp_path / "crashed", tmp_path / "results"
+    env = nnunet_env(tiny_dataset.raw, tiny_dataset.pre, results, extra_trainer_dirs=[trainer_dir],
+                     SPCL_TEST_CRASH_MARKER=str(marker))
+    name = "CrashOnceSPConMTTrainer"
+    folder = fold_dir(results, tiny_dataset.name, name)
+
+    proc = run(train_command(TINY_ID, 0, name), env)
+    assert proc.returncode == 3 and marker.exists(), tail(proc)
+    saved_copy = tmp_path / "checkpoint_latest_copy.pth"
+    shutil.copyfile(folder / "checkpoint_latest.pth", saved_copy)
+    saved = load_checkpoint(saved_copy)
+    assert saved["current_epoch"] == 2 and saved["teacher_state"]["steps"] == 4
+
+    # nnU-Net's construction + load_checkpoint restore teacher, EMA step count, gamma and projector exactly
+    set_nnunet_env(monkeypatch, env)
+    trainer = in_process_trainer(name)
+    trainer.load_checkpoint(str(saved_copy))
+    assert trainer.teacher.steps == 4 and trainer.teacher.last_decay == saved["teacher_state"]["last_decay"]
+    assert trainer.current_gamma == saved["spcon_state"]["gamma"] == gamma_at(1, 3, 2.0, 50.0, 0.5)
+    teacher = trainer.teacher.module.state_dict()
+    for key, value in saved["teacher_state"]["weights"].items():
+        assert torch.equal(teacher[key], value), key
+    for key, value in saved["projector_state"].items():
+        assert torch.equal(trainer.projector.state_dict()[key], value), key
+    assert trainer.teacher.module.decoder.deep_supervision is False
+    optimised = {id(p) for group in trainer.optimizer.param_groups for p in group["params"]}
+    assert {id(p) for p in trainer.projector.parameters()} <= optimised
+    assert not {id(p) for p in trainer.teacher.module.parameters()} & optimised
+
+    proc = check(run(train_command(TINY_ID, 0, name, "--c"), env))
+    assert epochs_in(proc.stdout) == [2], tail(proc)
+    assert "teacher restored after 4 EMA steps" in proc.stdout
+    final = load_checkpoint(folder / "checkpoint_final.pth")
+    assert final["teacher_state"]["steps"] == 6
+    assert final["spcon_state"]["gamma"] == gamma_at(2, 3, 2.0, 50.0, 0.5)
+    log = final["logging"]
+    assert all(len(v) == 3 for v in log.values()), {k: len(v) for k, v in log.items()}
+    assert log["consistency_loss"][:2] == saved["logging"]["consistency_loss"]

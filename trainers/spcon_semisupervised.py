@@ -1,0 +1,16 @@
+"""Semi-supervised trainers (Mean Teacher, SP-Con + Mean Teacher, entropy minimisation), defined
+in ``spcl_nnunet.training.semisupervised``; nnU-Net finds them here through ``nnUNet_extTrainer``."""
+
+from spcl_nnunet.training.semisupervised import (  # noqa: F401
+    EntropyMinTrainer,
+    EntropyMinTrainer_smoke,
+    MeanTeacherTrainer,
+    MeanTeacherTrainer_rampup,
+    MeanTeacherTrainer_smoke,
+    SemiSupervisedTrainer,
+    SPConMeanTeacherTrainer,
+    SPConMeanTeacherTrainer_ACDC,
+    SPConMeanTeacherTrainer_MMWHS,
+    SPConMeanTeacherTrainer_PROMISE12,
+    SPConMeanTeacherTrainer_smoke,
+)
