@@ -1,13 +1,19 @@
-"""Quality run: SP-Con pre-train + fine-tune vs the scratch baseline, 1 labeled scan, 3 runs.
+"""Quality run: SP-Con (pre-train, and + Mean Teacher) vs the baseline and the semi-supervised
+comparisons, 1 labeled scan, 3 runs.
 
     python benchmarks/quality_run.py [--workdir quality_runs] [--device auto] [--folds 0 1 2]
+                                     [--methods baseline spcon-pretrain mean-teacher spcon-mt entmin]
 
 On the synthetic dataset (default 16 patients, seed 0): one SP-Con pre-training (its pool, every
 training scan but the validation scans, is the same for every fold) with
 ``SPConPretrainTrainer_quality``, then for each of folds 0, 1, 2 (1 labeled scan each, three
-random labeled splits) ``SPConFinetuneTrainer_quality`` from the pre-trained weights and
-``SPConBaselineTrainer_quality`` from scratch; ``nnUNetv2_predict`` on the 6 test scans and
-nnU-Net's evaluation. Prints per-run and mean ± std 3D Dice, writes quality_results.{json,md}.
+random labeled splits) ``SPConFinetuneTrainer_quality`` from the pre-trained weights,
+``SPConBaselineTrainer_quality`` from scratch, and the semi-supervised trainers on the same
+schedule (700 iterations at labeled batch 8, plus 6 unlabeled slices per iteration from the
+unlabeled pool): ``MeanTeacherTrainer_quality``, ``SPConMeanTeacherTrainer_quality`` (Eq. 15,
+from scratch) and ``EntropyMinTrainer_quality``; ``nnUNetv2_predict`` on the 6 test scans and
+nnU-Net's evaluation. Trainings already finished in the workdir are reused. Prints per-run and
+mean ± std 3D Dice, writes quality_results.{json,md}.
 """
 
 from __future__ import annotations
@@ -17,14 +23,16 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
-
-from spcl_nnunet.pipeline import (banner, evaluate_test_set, experiment_environment, predict_test_set,
+from spcl_nnunet.pipeline import (banner, dice_summary_table, evaluate_test_set, experiment_environment, predict_test_set,
                                   prepare_synthetic, resolve_device, train)
 
 PRETRAINER = "SPConPretrainTrainer_quality"
-METHODS = {"baseline (scratch)": "SPConBaselineTrainer_quality",
-           "SP-Con pre-train + fine-tune": "SPConFinetuneTrainer_quality"}
+# --methods name: (row of the table, trainer)
+METHODS = {"baseline": ("baseline (scratch)", "SPConBaselineTrainer_quality"),
+           "spcon-pretrain": ("SP-Con pre-train + fine-tune", "SPConFinetuneTrainer_quality"),
+           "mean-teacher": ("Mean Teacher", "MeanTeacherTrainer_quality"),
+           "spcon-mt": ("SP-Con + Mean Teacher (Eq. 15)", "SPConMeanTeacherTrainer_quality"),
+           "entmin": ("entropy minimisation", "EntropyMinTrainer_quality")}
 
 
 def main() -> int:
@@ -34,7 +42,9 @@ def main() -> int:
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--folds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic dataset")
+    parser.add_argument("--methods", nargs="+", choices=list(METHODS), default=list(METHODS))
     args = parser.parse_args()
+    methods = {METHODS[m][0]: METHODS[m][1] for m in args.methods}
 
     start = time.time()
     device = resolve_device(args.device)
@@ -43,12 +53,14 @@ def main() -> int:
     env = experiment_environment(workdir, device)
     log = workdir / "commands.log"
     ds = prepare_synthetic(env, args.d, args.seed, 16, log)
-    banner(f"SP-Con pre-training ({PRETRAINER})")
-    pretrained = train(env, ds, args.folds[0], PRETRAINER, device, log)
+    pretrained = None
+    if "spcon-pretrain" in args.methods:
+        banner(f"SP-Con pre-training ({PRETRAINER})")
+        pretrained = train(env, ds, args.folds[0], PRETRAINER, device, log)
 
-    scores: dict[str, dict[int, dict[str, float]]] = {m: {} for m in METHODS}
+    scores: dict[str, dict[int, dict[str, float]]] = {m: {} for m in methods}
     for fold in args.folds:
-        for method, trainer in METHODS.items():
+        for method, trainer in methods.items():
             banner(f"fold {fold}: {method} ({trainer})")
             train(env, ds, fold, trainer, device, log,
                   pretrained=pretrained if trainer.startswith("SPConFinetune") else None)
@@ -57,18 +69,7 @@ def main() -> int:
             scores[method][fold] = evaluate_test_set(ds, out)
             print(f"fold {fold} {method}: {scores[method][fold]}")
 
-    classes = list(next(iter(scores[next(iter(METHODS))].values())).keys())
-    lines = ["| method | " + " | ".join(f"fold {f}" for f in args.folds) + " | " +
-             " | ".join(f"{c} mean ± std" for c in classes) + " |",
-             "|---|" + "---|" * (len(args.folds) + len(classes))]
-    for method in METHODS:
-        per_fold = [f"{100 * scores[method][f]['mean']:.2f}" for f in args.folds]
-        stats = []
-        for c in classes:
-            values = np.array([scores[method][f][c] for f in args.folds]) * 100
-            stats.append(f"{values.mean():.2f} ± {values.std(ddof=1) if len(values) > 1 else 0:.2f}")
-        lines.append(f"| {method} | " + " | ".join(per_fold) + " | " + " | ".join(stats) + " |")
-    table = "\n".join(lines)
+    table = dice_summary_table(scores, args.folds)
     minutes = (time.time() - start) / 60
     (workdir / "quality_results.json").write_text(json.dumps({"device": device, "folds": args.folds,
                                                               "dice": scores, "minutes": minutes}, indent=2))

@@ -164,3 +164,23 @@ def markdown_table(rows: dict[str, dict[str, str | float]]) -> str:
         cells = [f"{100 * v:.2f}" if isinstance(v, float) else str(v) for v in values.values()]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def dice_summary_table(scores: dict[str, dict[int, dict[str, float]]], folds: list[int]) -> str:
+    """Markdown table of 3D Dice (%): one row per method, the per-fold mean over classes, then
+    mean ± std over folds of each class and of the mean (``scores[method][fold][class]``)."""
+    import numpy as np
+
+    methods = list(scores)
+    classes = list(scores[methods[0]][folds[0]].keys())
+    lines = ["| method | " + " | ".join(f"fold {f}" for f in folds) + " | " +
+             " | ".join(f"{c} mean ± std" for c in classes) + " |",
+             "|---|" + "---|" * (len(folds) + len(classes))]
+    for method in methods:
+        per_fold = [f"{100 * scores[method][f]['mean']:.2f}" for f in folds]
+        stats = []
+        for c in classes:
+            values = np.array([scores[method][f][c] for f in folds]) * 100
+            stats.append(f"{values.mean():.2f} ± {values.std(ddof=1) if len(values) > 1 else 0:.2f}")
+        lines.append(f"| {method} | " + " | ".join(per_fold) + " | " + " | ".join(stats) + " |")
+    return "\n".join(lines)

@@ -26,7 +26,7 @@ from spcl_nnunet.pacing import sigmoid_rampup
 from spcl_nnunet.teacher import MeanTeacher
 from spcl_nnunet.training.contrastive import MetaLabelContrast
 from spcl_nnunet.training.dataloading import wrap_in_augmenter
-from spcl_nnunet.training.finetune import SPConFinetuneTrainer
+from spcl_nnunet.training.finetune import SPConFinetuneTrainer, SPConFinetuneTrainer_quality
 from spcl_nnunet.training.progress import Panel, install_local_logger
 
 
@@ -336,3 +336,26 @@ class SPConMeanTeacherTrainer_smoke(_Smoke, SPConMeanTeacherTrainer):
 
 class EntropyMinTrainer_smoke(_Smoke, EntropyMinTrainer):
     __doc__ = _Smoke.__doc__
+
+
+class _QualitySchedule:
+    """The quality run's unlabeled side (benchmarks/quality_semisupervised.py): 6 unlabeled slices per
+    iteration (SP-Con + MT: 2 scans x 3 slices, two views), EMA decay 0.99 (the run has 700
+    optimizer steps, too few for 0.999), consistency ramp-up over 5 epochs."""
+    unlabeled_batch_size = 6
+    num_scans_per_batch = 2
+    ema_decay = 0.99
+    rampup_epochs = 5
+    heatmap_every = 7
+
+
+class MeanTeacherTrainer_quality(_QualitySchedule, MeanTeacherTrainer, SPConFinetuneTrainer_quality):
+    """Mean Teacher on the fine-tuning quality schedule (700 iterations at labeled batch 8)."""
+
+
+class SPConMeanTeacherTrainer_quality(_QualitySchedule, SPConMeanTeacherTrainer, SPConFinetuneTrainer_quality):
+    """SP-Con + Mean Teacher on the fine-tuning quality schedule (700 iterations at labeled batch 8)."""
+
+
+class EntropyMinTrainer_quality(_QualitySchedule, EntropyMinTrainer, SPConFinetuneTrainer_quality):
+    """Entropy minimisation on the fine-tuning quality schedule (700 iterations at labeled batch 8)."""

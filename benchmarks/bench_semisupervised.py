@@ -1,0 +1,151 @@
+"""Seconds per iteration of the semi-supervised trainers against SPConFinetuneTrainer, one run.
+
+Same workspace as ``bench_trainer.py`` (synthetic dataset -> ``nnUNetv2_plan_and_preprocess -c 2d``
+-> ``spcl_nnunet prepare``). In this process it builds, on the same plans, fold and device, with the
+same labeled batch (``--batch``) and the plan's 2d patch:
+
+- ``SPConFinetuneTrainer``: L_sup only (the reference);
+- ``EntropyMinTrainer``: + an unlabeled batch of the same size (student forward);
+- ``MeanTeacherTrainer``: + an unlabeled batch of the same size (student on T(x), teacher on x, EMA);
+- ``SPConMeanTeacherTrainer``: + a meta-label batch of m = batch // S scans x S slices x 2 views
+  (teacher on view 1, student encoder on both views, decoder on view 1, projector, L_sp).
+
+An iteration is ``next(dataloader_train)`` + ``train_step`` (which fetches the unlabeled batch):
+with ``nnUNet_n_proc_DA=0`` (the default here) every batch is made in this process, so the time
+includes loading and augmenting both batches. Iterations of the trainers are interleaved so that
+they see the same machine load.
+
+    python benchmarks/bench_semisupervised.py                     # CPU, batch 8, temp workspace
+    python benchmarks/bench_semisupervised.py --device cuda --batch 32 --iters 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_trainer import prepare_workspace, sync  # noqa: E402
+
+TRAINERS = ("SPConFinetuneTrainer", "EntropyMinTrainer", "MeanTeacherTrainer", "SPConMeanTeacherTrainer")
+
+
+def build(name: str, dataset_id: int, fold: int, device, batch: int):
+    """The class nnU-Net finds by name, with the labeled batch size set in a subclass."""
+    from batchgenerators.utilities.file_and_folder_operations import join, load_json
+    from nnunetv2.paths import nnUNet_preprocessed
+    from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
+    from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
+
+    base = recursive_find_trainer_class_by_name(name)
+    cls = type(f"{name}_bench", (base,), {"batch_size_override": batch, "heatmap_every": 0, "__module__": __name__})
+    folder = join(nnUNet_preprocessed, maybe_convert_to_dataset_name(dataset_id))
+    plans = load_json(join(folder, "nnUNetPlans.json"))
+    plans["continue_training"] = False
+    return cls(plans=plans, configuration="2d", fold=fold, dataset_json=load_json(join(folder, "dataset.json")),
+               device=device)
+
+
+def timed_iteration(trainer, device) -> float:
+    sync(device)
+    t0 = time.perf_counter()
+    trainer.train_step(next(trainer.dataloader_train))
+    sync(device)
+    return time.perf_counter() - t0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--workdir", default=None, help="workspace (default: a temp dir, removed at the end); "
+                                                        "an existing workspace is reused")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--batch", type=int, default=8, help="labeled batch size of every trainer")
+    parser.add_argument("--iters", type=int, default=6, help="timed iterations per trainer")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed iterations per trainer")
+    parser.add_argument("--fold", type=int, default=0)
+    parser.add_argument("-d", "--dataset-id", type=int, default=987)
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument("--n-proc-da", type=int, default=0, help="nnUNet_n_proc_DA (0: batches made in this process)")
+    args = parser.parse_args()
+    if args.batch < 1 or args.iters < 1 or args.warmup < 0:
+        parser.error("--batch and --iters must be >= 1, --warmup >= 0")
+
+    temporary = args.workdir is None
+    workdir = Path(tempfile.mkdtemp(prefix="spcl_bench_ssl_") if temporary else args.workdir).resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    os.environ.update({k: str(workdir / k) for k in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")})
+    os.environ["nnUNet_n_proc_DA"] = str(args.n_proc_da)
+    os.environ["nnUNet_def_n_proc"] = "1"
+    os.environ["nnUNet_compile"] = "false"
+    from spcl_nnunet.environment import required_environment
+
+    os.environ.update(required_environment(workdir))
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: CUDA is not available")
+    device = torch.device(args.device)
+
+    log_path = workdir / "bench_semisupervised.log"
+    trainers: list[tuple[str, object]] = []
+    finished = False
+    try:
+        with open(log_path, "a") as log:
+            prepare_workspace(workdir, args.dataset_id, log)
+            print(f"[setup] trainers (their console output goes to {log_path})", flush=True)
+            with contextlib.redirect_stdout(log):
+                for name in TRAINERS:
+                    trainer = build(name, args.dataset_id, args.fold, device, args.batch)
+                    trainer.on_train_start()
+                    trainer.on_train_epoch_start()
+                    trainers.append((name, trainer))
+            times: dict[str, list[float]] = {name: [] for name, _ in trainers}
+            total = args.warmup + args.iters
+            for i in range(total):
+                order = trainers if i % 2 == 0 else trainers[::-1]
+                for name, trainer in order:
+                    with contextlib.redirect_stdout(log):
+                        seconds = timed_iteration(trainer, device)
+                    if i >= args.warmup:
+                        times[name].append(seconds)
+                print(f"[run] iteration {i + 1}/{total}" + (" (warm-up)" if i < args.warmup else ""), flush=True)
+        finished = True
+    finally:
+        with open(log_path, "a") as log, contextlib.redirect_stdout(log):
+            for _, trainer in trainers:
+                if trainer.dataloader_train is not None:
+                    trainer.on_train_end()
+        if temporary and finished:
+            shutil.rmtree(workdir, ignore_errors=True)
+        elif not finished:
+            print(f"[error] benchmark failed; workspace and log kept: {log_path}", file=sys.stderr)
+
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+    spcon_mt = dict(trainers)["SPConMeanTeacherTrainer"]
+    s = spcon_mt.meta_labels.slice_partitions
+    m = spcon_mt.num_scans_per_batch or max(1, spcon_mt.batch_size // s)
+    patch = "x".join(map(str, spcon_mt.configuration_manager.patch_size))
+    print(f"\ntorch {torch.__version__}, {where}, nnUNet_n_proc_DA={args.n_proc_da}; labeled batch {args.batch}, "
+          f"patch {patch}; unlabeled batch {args.batch} (EntMin, MT), {m} scans x {s} slices x 2 views (SP-Con+MT); "
+          f"median of {args.iters} iterations after {args.warmup} warm-up")
+    header = f"{'trainer':<24} | {'s/it':>7} | {'x SPConFinetuneTrainer':>22}"
+    print(header)
+    print("-" * len(header))
+    reference = statistics.median(times["SPConFinetuneTrainer"])
+    for name in TRAINERS:
+        med = statistics.median(times[name])
+        print(f"{name:<24} | {med:>7.3f} | {med / reference:>22.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
