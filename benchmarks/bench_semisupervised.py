@@ -23,16 +23,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_trainer import prepare_workspace, sync  # noqa: E402
+from bench_trainer import close_workspace, open_workspace, prepare_workspace, sync  # noqa: E402
 
 TRAINERS = ("SPConFinetuneTrainer", "EntropyMinTrainer", "MeanTeacherTrainer", "SPConMeanTeacherTrainer")
 
@@ -77,16 +74,7 @@ def main() -> int:
     if args.batch < 1 or args.iters < 1 or args.warmup < 0:
         parser.error("--batch and --iters must be >= 1, --warmup >= 0")
 
-    temporary = args.workdir is None
-    workdir = Path(tempfile.mkdtemp(prefix="spcl_bench_ssl_") if temporary else args.workdir).resolve()
-    workdir.mkdir(parents=True, exist_ok=True)
-    os.environ.update({k: str(workdir / k) for k in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")})
-    os.environ["nnUNet_n_proc_DA"] = str(args.n_proc_da)
-    os.environ["nnUNet_def_n_proc"] = "1"
-    os.environ["nnUNet_compile"] = "false"
-    from spcl_nnunet.environment import required_environment
-
-    os.environ.update(required_environment(workdir))
+    workdir, temporary = open_workspace(args.workdir, "spcl_bench_ssl_", args.n_proc_da, compile_network=False)
 
     import torch
 
@@ -120,14 +108,7 @@ def main() -> int:
                 print(f"[run] iteration {i + 1}/{total}" + (" (warm-up)" if i < args.warmup else ""), flush=True)
         finished = True
     finally:
-        with open(log_path, "a") as log, contextlib.redirect_stdout(log):
-            for _, trainer in trainers:
-                if trainer.dataloader_train is not None:
-                    trainer.on_train_end()
-        if temporary and finished:
-            shutil.rmtree(workdir, ignore_errors=True)
-        elif not finished:
-            print(f"[error] benchmark failed; workspace and log kept: {log_path}", file=sys.stderr)
+        close_workspace([t for _, t in trainers], workdir, log_path, temporary, finished)
 
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     spcon_mt = dict(trainers)["SPConMeanTeacherTrainer"]

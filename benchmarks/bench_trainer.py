@@ -68,6 +68,35 @@ def prepare_workspace(workdir: Path, dataset_id: int, log) -> str:
     return name
 
 
+def open_workspace(workdir_arg: str | None, prefix: str, n_proc_da: int, compile_network: bool) -> tuple[Path, bool]:
+    """(workspace, temporary?); sets nnU-Net's environment (before nnU-Net is imported): the data
+    folders always live in the workspace, nnUNet_extTrainer points at the repository's trainers/."""
+    temporary = workdir_arg is None
+    workdir = Path(tempfile.mkdtemp(prefix=prefix) if temporary else workdir_arg).resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    os.environ.update({k: str(workdir / k) for k in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")})
+    os.environ["nnUNet_n_proc_DA"] = str(n_proc_da)
+    os.environ["nnUNet_def_n_proc"] = "1"
+    os.environ["nnUNet_compile"] = "true" if compile_network else "false"
+    from spcl_nnunet.environment import required_environment
+
+    os.environ.update(required_environment(workdir))
+    return workdir, temporary
+
+
+def close_workspace(trainers: list, workdir: Path, log_path: Path, temporary: bool, finished: bool) -> None:
+    """End the trainers (checkpoint_final.pth, background loaders stopped); remove a temporary
+    workspace after a finished run, keep it (and say so) after a failure."""
+    with open(log_path, "a") as log, contextlib.redirect_stdout(log):
+        for trainer in trainers:
+            if trainer.dataloader_train is not None:
+                trainer.on_train_end()
+    if temporary and finished:
+        shutil.rmtree(workdir, ignore_errors=True)
+    elif not finished:
+        print(f"[error] benchmark failed; workspace and log kept: {log_path}", file=sys.stderr)
+
+
 def build_trainers(dataset_id: int, fold: int, device, batch_scans: int):
     """(SP-Con pre-trainer with m = batch_scans, stock nnUNetTrainer with batch size 2*m*S)."""
     from batchgenerators.utilities.file_and_folder_operations import join, load_json
@@ -137,17 +166,7 @@ def main() -> int:
     if args.batch_scans < 1 or args.iters < 1 or args.warmup < 0:
         parser.error("--batch-scans and --iters must be >= 1, --warmup >= 0")
 
-    temporary = args.workdir is None
-    workdir = Path(tempfile.mkdtemp(prefix="spcl_bench_") if temporary else args.workdir).resolve()
-    workdir.mkdir(parents=True, exist_ok=True)
-    # environment before nnU-Net is imported; the data folders always live in the workspace
-    os.environ.update({k: str(workdir / k) for k in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")})
-    os.environ["nnUNet_n_proc_DA"] = str(args.n_proc_da)
-    os.environ["nnUNet_def_n_proc"] = "1"
-    os.environ["nnUNet_compile"] = "true" if args.compile else "false"
-    from spcl_nnunet.environment import required_environment
-
-    os.environ.update(required_environment(workdir))  # nnUNet_extTrainer -> our trainers/
+    workdir, temporary = open_workspace(args.workdir, "spcl_bench_", args.n_proc_da, args.compile)
 
     import torch
 
@@ -185,14 +204,7 @@ def main() -> int:
                 print(f"[run] iteration {i + 1}/{total}" + (" (warm-up)" if i < args.warmup else ""), flush=True)
         finished = True
     finally:
-        with open(log_path, "a") as log, contextlib.redirect_stdout(log):
-            for _, trainer in trainers:
-                if trainer.dataloader_train is not None:
-                    trainer.on_train_end()  # writes checkpoint_final.pth, stops background loaders
-        if temporary and finished:
-            shutil.rmtree(workdir, ignore_errors=True)
-        elif not finished:
-            print(f"[error] benchmark failed; workspace and log kept: {log_path}", file=sys.stderr)
+        close_workspace([t for _, t in trainers], workdir, log_path, temporary, finished)
 
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     m, s_parts = args.batch_scans, images // (2 * args.batch_scans)

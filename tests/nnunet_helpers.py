@@ -129,3 +129,26 @@ def in_process_trainer(name: str, fold: int = 0):
     from nnunetv2.run.run_training import get_trainer_from_args
 
     return get_trainer_from_args(str(TINY_ID), "2d", fold, name, device=torch.device("cpu"))
+
+
+CRASH_MARKER_ENV = "SPCL_TEST_CRASH_MARKER"
+
+
+def write_crash_once_trainer(folder: Path, name: str, base_module: str, base: str, **attributes) -> Path:
+    """A trainer module (for ``nnUNet_extTrainer``) whose class ``name`` subclasses ``base`` and
+    stops the process with exit code 3 after epoch 1, once: as a crash would. The marker file
+    named by ``SPCL_TEST_CRASH_MARKER`` records that it happened."""
+    body = "".join(f"    {key} = {value!r}\n" for key, value in attributes.items())
+    source = (f'"""Test trainer: stops the process once, after epoch 1."""\nimport os\n\n'
+              f"from {base_module} import {base}\n\n\n"
+              f"class {name}({base}):\n{body}\n"
+              "    def on_epoch_end(self):\n"
+              "        super().on_epoch_end()\n"
+              f"        marker = os.environ[{CRASH_MARKER_ENV!r}]\n"
+              "        if self.current_epoch == 2 and not os.path.exists(marker):\n"
+              "            open(marker, 'w').close()\n"
+              "            raise SystemExit(3)\n")
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"spcl_test_{name.lower()}.py"
+    path.write_text(source)
+    return path

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +14,8 @@ import SimpleITK as sitk
 import torch
 
 from nnunet_helpers import (TINY_ID, TinyDataset, check, command, epochs_in, fold_dir, in_process_trainer,
-                            load_checkpoint, nnunet_env, run, set_nnunet_env, tail, train_command)
+                            load_checkpoint, nnunet_env, run, set_nnunet_env, tail, train_command,
+                            write_crash_once_trainer)
 from spcl_nnunet.pacing import gamma_at, sigmoid_rampup
 from spcl_nnunet.teacher import ema_decay_at
 
@@ -162,36 +162,15 @@ def test_unlabeled_pool_excludes_validation_and_test(tiny_dataset: TinyDataset, 
 
 
 # ------------------------------------------------------------------------------------ resume
-CRASH_TRAINER = textwrap.dedent('''
-    """Test trainer: stops the process once, after epoch 1, as a crash would."""
-    import os
-
-    from spcl_nnunet.training.semisupervised import SPConMeanTeacherTrainer_smoke
-
-
-    class CrashOnceSPConMTTrainer(SPConMeanTeacherTrainer_smoke):
-        num_epochs_default = 3
-        iterations_per_epoch = 2
-        heatmap_every = 0
-
-        def on_epoch_end(self):
-            super().on_epoch_end()
-            marker = os.environ["SPCL_TEST_CRASH_MARKER"]
-            if self.current_epoch == 2 and not os.path.exists(marker):
-                open(marker, "w").close()
-                raise SystemExit(3)
-''')
-
-
 def test_resume_restores_teacher_and_gamma(tiny_dataset: TinyDataset, tmp_path: Path,
                                            monkeypatch: pytest.MonkeyPatch) -> None:
     trainer_dir = tmp_path / "extra_trainers"
-    trainer_dir.mkdir()
-    (trainer_dir / "spcl_test_crash_once_mt.py").write_text(CRASH_TRAINER)
+    name = "CrashOnceSPConMTTrainer"
+    write_crash_once_trainer(trainer_dir, name, "spcl_nnunet.training.semisupervised", "SPConMeanTeacherTrainer_smoke",
+                             num_epochs_default=3, iterations_per_epoch=2, heatmap_every=0)
     marker, results = tmp_path / "crashed", tmp_path / "results"
     env = nnunet_env(tiny_dataset.raw, tiny_dataset.pre, results, extra_trainer_dirs=[trainer_dir],
                      SPCL_TEST_CRASH_MARKER=str(marker))
-    name = "CrashOnceSPConMTTrainer"
     folder = fold_dir(results, tiny_dataset.name, name)
 
     proc = run(train_command(TINY_ID, 0, name), env)

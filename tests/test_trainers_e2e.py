@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +17,7 @@ import pytest
 import SimpleITK as sitk
 import torch
 
-from nnunet_helpers import TINY_ID, TinyDataset, check, command, nnunet_env, run, tail
+from nnunet_helpers import TINY_ID, TinyDataset, check, command, nnunet_env, run, tail, write_crash_once_trainer
 from nnunet_helpers import epochs_in as _epochs_in
 from nnunet_helpers import fold_dir as _fold_dir
 from nnunet_helpers import in_process_trainer as _trainer
@@ -199,39 +198,16 @@ def test_pretraining_pictures(pretrain_run) -> None:
         assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-CRASH_TRAINER = textwrap.dedent('''
-    """Test trainer: stops the process once, after epoch 1, as a crash would."""
-    import os
-
-    from spcl_nnunet.training.pretrain import SPConPretrainTrainer
-
-
-    class CrashOncePretrainTrainer(SPConPretrainTrainer):
-        num_epochs_default = 3
-        iterations_per_epoch = 2
-        val_iterations_per_epoch = 1
-        checkpoint_every = 1
-        heatmap_every = 0
-        num_scans_per_batch = 2
-
-        def on_epoch_end(self):
-            super().on_epoch_end()
-            marker = os.environ["SPCL_TEST_CRASH_MARKER"]
-            if self.current_epoch == 2 and not os.path.exists(marker):
-                open(marker, "w").close()
-                raise SystemExit(3)
-''')
-
-
 def test_resume_with_c(tiny_dataset: TinyDataset, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     trainer_dir = tmp_path / "extra_trainers"
-    trainer_dir.mkdir()
-    (trainer_dir / "spcl_test_crash_once.py").write_text(CRASH_TRAINER)
+    name = "CrashOncePretrainTrainer"
+    write_crash_once_trainer(trainer_dir, name, "spcl_nnunet.training.pretrain", "SPConPretrainTrainer",
+                             num_epochs_default=3, iterations_per_epoch=2, val_iterations_per_epoch=1,
+                             checkpoint_every=1, heatmap_every=0, num_scans_per_batch=2)
     marker = tmp_path / "crashed"
     results = tmp_path / "results"
     env = nnunet_env(tiny_dataset.raw, tiny_dataset.pre, results, extra_trainer_dirs=[trainer_dir],
                      SPCL_TEST_CRASH_MARKER=str(marker))
-    name = "CrashOncePretrainTrainer"
     fold_dir = _fold_dir(results, tiny_dataset.name, name)
 
     # first run: epochs 0 and 1, then the "crash"
