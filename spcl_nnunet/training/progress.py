@@ -2,9 +2,9 @@
 
 nnU-Net's ``LocalLogger`` only accepts its own keys (``log`` asserts the key exists) and plots
 ``progress.png`` from them. ``SPConLocalLogger`` adds keys (contrastive loss, mean self-paced
-weight, gamma, consistency loss, EMA decay, ...) and panels below nnU-Net's three that plot them; trainers without segmentation
-validation (pre-training) drop the pseudo-Dice keys so that the plot's epoch count (the
-shortest list) is not stuck at zero.
+weight, gamma, consistency loss, EMA decay, ...) and panels below nnU-Net's three that plot
+them; trainers without segmentation validation (pre-training) drop the pseudo-Dice keys so that
+the plot's epoch count (the shortest list) is not stuck at zero.
 """
 
 from __future__ import annotations
