@@ -71,8 +71,7 @@ class SemiSupervisedTrainer(SPConFinetuneTrainer):
     def get_dataloaders(self):
         self.require_2d()
         dl_tr, dl_val = super().get_dataloaders()
-        pool, val_keys = self.training_pool()
-        self.load_spcon_sidecars()
+        pool, val_keys = self.training_pool()          # loads the sidecars (do_split)
         label_less = sorted(set(pool) & set(self.meta_labels.unlabeled))
         self.print_to_log_file(f"unlabeled pool: {len(pool)} training scans ({len(label_less)} without labels; "
                                f"the {len(val_keys)} validation scans excluded)")
@@ -86,8 +85,10 @@ class SemiSupervisedTrainer(SPConFinetuneTrainer):
             self.dataloader_unlabeled._finish()
 
     # ------------------------------------------------------------------ the step
-    def unlabeled_terms(self, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
-        """(weighted unlabeled loss, values to log) for one unlabeled batch; runs under autocast."""
+    def unlabeled_terms(self, batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor | float]]:
+        """(weighted unlabeled loss, values to log) for one unlabeled batch; runs under autocast.
+        Values may be detached tensors: they are read after the optimizer step (no device sync
+        between forward and backward)."""
         raise NotImplementedError
 
     def after_optimizer_step(self) -> None:
@@ -109,7 +110,8 @@ class SemiSupervisedTrainer(SPConFinetuneTrainer):
             loss = supervised + unsupervised
         self.backward_and_step(loss, self.trainable_parameters())
         self.after_optimizer_step()
-        return {"loss": loss.detach().cpu().numpy(), "supervised_loss": float(supervised.detach()), **values}
+        return {"loss": loss.detach().cpu().numpy(), "supervised_loss": float(supervised.detach()),
+                **{key: float(value) for key, value in values.items()}}
 
     # ------------------------------------------------------------------ logging
     def epoch_values(self) -> dict[str, float]:
@@ -146,10 +148,10 @@ class EntropyMinTrainer(SemiSupervisedTrainer):
     entropy_weight: float = 0.1
     log_panels = [(("supervised_loss",), ("entropy_loss",)), (("rampup_weight",), ())]
 
-    def unlabeled_terms(self, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
+    def unlabeled_terms(self, batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor | float]]:
         x = batch["data"].to(self.device, non_blocking=True)
         entropy = entropy_loss(full_resolution(self.network(x)))
-        return self.entropy_weight * self.rampup_weight * entropy, {"entropy_loss": float(entropy.detach())}
+        return self.entropy_weight * self.rampup_weight * entropy, {"entropy_loss": entropy.detach()}
 
 
 class MeanTeacherTrainer(SemiSupervisedTrainer):
@@ -192,13 +194,13 @@ class MeanTeacherTrainer(SemiSupervisedTrainer):
                                           self.transform_rot90, self.transform_max_rotation_deg,
                                           self.transform_scale_range)
 
-    def unlabeled_terms(self, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
+    def unlabeled_terms(self, batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor | float]]:
         x = batch["data"].to(self.device, non_blocking=True)
         transform = self.consistency_transform(x)
         teacher_logits = self.teacher.predict(x)
         student_logits = full_resolution(self.network(transform.apply(x)))
         mt = transformation_consistency_loss(student_logits, teacher_logits, transform)
-        return self.consistency_weight * self.rampup_weight * mt, {"consistency_loss": float(mt.detach())}
+        return self.consistency_weight * self.rampup_weight * mt, {"consistency_loss": mt.detach()}
 
     def after_optimizer_step(self) -> None:
         self.teacher.update(self.unwrapped_network())
@@ -263,7 +265,7 @@ class SPConMeanTeacherTrainer(MetaLabelContrast, MeanTeacherTrainer):
         self._heatmap_pending = self.heatmap_due()
         super().on_train_epoch_start()
 
-    def unlabeled_terms(self, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
+    def unlabeled_terms(self, batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor | float]]:
         data = batch["data"].to(self.device, non_blocking=True)
         n = data.shape[0] // self.num_views
         x, other_view = data[:n], data[n:]
@@ -278,7 +280,7 @@ class SPConMeanTeacherTrainer(MetaLabelContrast, MeanTeacherTrainer):
             self._heatmap_pending = False
             self.save_heatmap(batch, parts)
         loss = self.consistency_weight * self.rampup_weight * mt + self.contrastive_weight * sp
-        return loss, {"consistency_loss": float(mt.detach()), "contrastive_loss": float(sp.detach()),
+        return loss, {"consistency_loss": mt.detach(), "contrastive_loss": sp.detach(),
                       "mean_positive_weight": self.primary_positive_weight(batch, parts)}
 
     def extra_checkpoint_state(self) -> dict:
