@@ -25,14 +25,33 @@ def cmd_env(args: argparse.Namespace) -> int:
     return 0
 
 
+def synthetic_description() -> str:
+    from spcl_nnunet.synthetic.profiles import PROFILES
+
+    lines = ["Profiles (patients: default / minimum; split: validation + test patients; labeled counts of "
+             "the folds):"]
+    for profile in PROFILES.values():
+        lines.append(f"  {profile.name:8s} {profile.n_patients} / {profile.minimum_patients()} patients, "
+                     f"{profile.n_val_patients} + {profile.n_test_patients} held out, labeled "
+                     f"{', '.join(map(str, profile.labeled_counts))}, {profile.image_size[0]}x{profile.image_size[1]}"
+                     f" px: {profile.description}")
+    return "\n".join(lines)
+
+
 def cmd_synthetic(args: argparse.Namespace) -> int:
     from spcl_nnunet.splits import load_fold_table
-    from spcl_nnunet.synthetic import generate_synthetic_dataset
+    from spcl_nnunet.synthetic import generate_synthetic_dataset, get_profile
 
+    profile = get_profile(args.profile)
+    if args.patients is not None and args.patients < profile.minimum_patients():
+        raise ValueError(f"--patients {args.patients} is too few for the '{profile.name}' profile: it sets aside "
+                         f"{profile.n_val_patients} validation + {profile.n_test_patients} test patients and its "
+                         f"largest labeled count is {max(profile.labeled_counts)} scans; use --patients "
+                         f"{profile.minimum_patients()} or more")
     raw = os.environ.get("nnUNet_raw")
     if not raw:
         raise ValueError("nnUNet_raw is not set (run: eval \"$(spcl_nnunet env)\")")
-    folder = generate_synthetic_dataset(raw, args.d, n_patients=args.patients, seed=args.seed,
+    folder = generate_synthetic_dataset(raw, args.d, n_patients=args.patients, seed=args.seed, profile=args.profile,
                                         overwrite=args.overwrite)
     print(f"wrote {folder}")
     print(load_fold_table(folder).describe())
@@ -121,6 +140,8 @@ def cmd_export_teacher(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from spcl_nnunet.synthetic.profiles import PROFILES
+
     parser = argparse.ArgumentParser(prog="spcl_nnunet", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -128,11 +149,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--root", default="nnUNet_data", help="base folder for nnU-Net folders that are unset")
     p.set_defaults(func=cmd_env)
 
-    p = sub.add_parser("synthetic", help="write the embedded synthetic cardiac cine-MRI dataset into nnUNet_raw")
-    p.add_argument("-d", type=int, required=True, help="dataset id (DatasetXXX_SyntheticCardiac)")
-    p.add_argument("--patients", type=int, default=16)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--overwrite", action="store_true")
+    p = sub.add_parser("synthetic", help="write the embedded synthetic cardiac cine-MRI dataset into nnUNet_raw",
+                       description=synthetic_description(), formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("-d", type=int, required=True, help="dataset id: DatasetXXX_SyntheticCardiac (default profile) "
+                                                        "or DatasetXXX_SyntheticACDC (acdc profile)")
+    p.add_argument("--profile", default="default", choices=list(PROFILES),
+                   help="how hard the data is: 'default' (regular anatomy) or 'acdc' (calibrated to ACDC's "
+                        "difficulty with few labeled scans); see the list above")
+    p.add_argument("--patients", type=int, default=None,
+                   help="number of patients, 2 scans each (default and minimum per profile: see below)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the anatomy, the splits and the labeled draws")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing dataset folder of the same name")
     p.set_defaults(func=cmd_synthetic)
 
     p = sub.add_parser("prepare", help="copy meta_labels.json and the folds next to the preprocessed dataset "

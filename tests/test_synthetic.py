@@ -131,9 +131,9 @@ def test_refuses_existing_target(tmp_path: Path) -> None:
 
 def test_failure_leaves_nothing(tmp_path: Path) -> None:
     kwargs = {**SMALL, "n_patients": 3, "image_size": (32, 32), "repeats": 1}
-    with pytest.raises(ValueError, match="exceeds"):
+    with pytest.raises(ValueError, match="largest labeled count, 50 scans.*use at least 27 patients"):
         generate_synthetic_dataset(tmp_path, 6, **{**kwargs, "labeled_counts": (1, 50)})
-    with pytest.raises(ValueError, match="n_patients"):
+    with pytest.raises(ValueError, match="2 patients are too few.*use at least 3 patients"):
         generate_synthetic_dataset(tmp_path, 6, **{**kwargs, "n_patients": 2})
     with pytest.raises(ValueError, match="slices"):
         generate_synthetic_dataset(tmp_path, 6, **{**kwargs, "slices": (2, 4)})
@@ -147,3 +147,97 @@ def test_nnunet_integrity_check(dataset: Path, capfd: pytest.CaptureFixture) -> 
     out = capfd.readouterr().out
     assert "verify_dataset_integrity Done" in out
     assert "Error" not in out and "Warning" not in out and "WARNING: File" not in out
+
+
+# ------------------------------------------------------------------------------------ profiles
+def _patients(profile, count: int, size: int = 64, seed: int = 0):
+    from spcl_nnunet.synthetic.render import draw_patient
+
+    return [draw_patient(np.random.default_rng([seed, i]), np.random.default_rng([seed, i, 7]), (size, size),
+                         (8, 10), profile) for i in range(count)]
+
+
+def test_default_profile_ignores_the_extra_draws() -> None:
+    """The default profile draws only what the original generator drew: another ``extra`` stream
+    changes nothing (the default dataset stays the one earlier runs measured)."""
+    from spcl_nnunet.synthetic import DEFAULT
+    from spcl_nnunet.synthetic.render import draw_patient, render_scan
+
+    a = draw_patient(np.random.default_rng([3, 1]), np.random.default_rng(11), (48, 48), (6, 8), DEFAULT)
+    b = draw_patient(np.random.default_rng([3, 1]), np.random.default_rng(12), (48, 48), (6, 8), DEFAULT)
+    assert a.pathology == b.pathology == "NOR" and a.distractors is None and a.outflow_angle is None
+    for phase in ("ED", "ES"):
+        image_a, label_a = render_scan(a, phase, np.random.default_rng(5))
+        image_b, label_b = render_scan(b, phase, np.random.default_rng(5))
+        assert np.array_equal(image_a, image_b) and np.array_equal(label_a, label_b)
+
+
+def test_acdc_profile_patient_groups() -> None:
+    """Dilated hearts have larger cavities, thinner walls and contract less than hypertrophic ones."""
+    from dataclasses import replace
+
+    from spcl_nnunet.synthetic import ACDC
+    from spcl_nnunet.synthetic.render import render_scan
+
+    stats = {}
+    for group in ("DCM", "HCM", "NOR"):
+        lv, ratio, ejection = [], [], []
+        for p in _patients(replace(ACDC, pathologies=(group,)), 6):
+            assert p.pathology == group
+            _, ed = render_scan(p, "ED", np.random.default_rng(0))
+            _, es = render_scan(p, "ES", np.random.default_rng(1))
+            lv.append((ed == 3).sum())
+            ratio.append((ed == 2).sum() / (ed == 3).sum())
+            ejection.append((es == 3).sum() / (ed == 3).sum())
+        stats[group] = np.mean(lv), np.mean(ratio), np.mean(ejection)
+    assert stats["DCM"][0] > 1.5 * stats["NOR"][0] > 1.5 * stats["HCM"][0]
+    assert stats["HCM"][1] > 2 * stats["NOR"][1] > 2 * stats["DCM"][1]
+    assert stats["DCM"][2] > 0.75 and stats["HCM"][2] < 0.5
+
+
+def test_acdc_profile_dataset(tmp_path: Path) -> None:
+    from collections import Counter
+
+    from spcl_nnunet.synthetic import ACDC
+
+    folder = generate_synthetic_dataset(tmp_path, 77, profile="acdc")
+    assert folder.name == "Dataset077_SyntheticACDC"
+    table = load_fold_table(folder)
+    assert (len(table.train_pool), len(table.val), len(table.test)) == (174, 8, 18)   # ACDC's protocol
+    assert table.labeled_counts == [1, 2, 4, 8] and len(table.folds) == 12
+    image = _read(next((folder / "imagesTr").glob("*_0000.nii.gz")))
+    assert image.GetSize()[:2] == (64, 64) and 7 <= image.GetSize()[2] <= 11
+    assert "profile acdc" in json.loads((folder / "dataset.json").read_text())["reference"]
+    groups = Counter(p.pathology for p in _patients(ACDC, 100))
+    assert set(groups) == {"NOR", "DCM", "HCM", "MINF", "ARV"} and min(groups.values()) >= 10
+
+
+def test_acdc_profile_small_passes_nnunet_integrity(tmp_path: Path, capfd: pytest.CaptureFixture) -> None:
+    from nnunetv2.experiment_planning.verify_dataset_integrity import verify_dataset_integrity
+
+    folder = generate_synthetic_dataset(tmp_path, 78, n_patients=5, profile="acdc", n_val_patients=1,
+                                        n_test_patients=1, labeled_counts=(1, 2), repeats=1)
+    verify_dataset_integrity(str(folder), num_processes=1)
+    out = capfd.readouterr().out
+    assert "verify_dataset_integrity Done" in out and "Error" not in out and "WARNING: File" not in out
+    for label_path in (folder / "labelsTr").glob("*.nii.gz"):
+        assert set(np.unique(_array(label_path))) <= {0, 1, 2, 3}
+
+
+@pytest.mark.parametrize("profile, patients, minimum", [("default", 6, 7), ("acdc", 16, 17)])
+def test_too_few_patients_is_refused_before_writing(tmp_path: Path, profile: str, patients: int,
+                                                     minimum: int) -> None:
+    import subprocess
+    import sys
+
+    with pytest.raises(ValueError, match=f"use at least {minimum} patients"):
+        generate_synthetic_dataset(tmp_path / "raw", 6, n_patients=patients, profile=profile)
+    assert not (tmp_path / "raw").exists() or not list((tmp_path / "raw").iterdir())
+    cli = Path(sys.executable).parent / "spcl_nnunet"
+    env = {"PATH": str(Path(sys.executable).parent), "nnUNet_raw": str(tmp_path / "cli_raw")}
+    proc = subprocess.run([str(cli), "synthetic", "-d", "990", "--profile", profile, "--patients", str(patients)],
+                          env=env, capture_output=True, text=True)
+    assert proc.returncode == 2 and f"use --patients {minimum} or more" in proc.stderr, proc.stderr
+    assert "make_fold_table" not in proc.stderr and not (tmp_path / "cli_raw").exists()
+    usage = subprocess.run([str(cli), "synthetic", "-h"], env=env, capture_output=True, text=True).stdout
+    assert f"/ {minimum} patients" in usage            # the help states each profile's minimum

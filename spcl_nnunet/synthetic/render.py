@@ -1,8 +1,4 @@
-"""Embedded synthetic short-axis cine-MRI dataset that looks like ACDC.
-
-:func:`generate_synthetic_dataset` writes a complete nnU-Net raw dataset
-``Dataset{ID:03d}_SyntheticCardiac`` (images, labels, ``dataset.json``, ``meta_labels.json``,
-``splits_final.json`` and ``spcl_folds.json``). Every patient has an ED and an ES scan.
+"""Drawing and rendering synthetic short-axis cine-MRI patients (ED and ES scan each).
 
 Conventions: numpy arrays are (z, y, x); slice index 0 is the most basal slice, the last one the
 most apical. Labels: 0 background, 1 RV, 2 myocardium (LV), 3 LV blood pool. Anatomy is drawn in
@@ -14,20 +10,13 @@ an informative but noisy meta-label, as in ACDC.
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Sequence
 
 import numpy as np
-import SimpleITK as sitk
 from scipy.ndimage import gaussian_filter
 
-from spcl_nnunet.metalabels import MetaLabels, save_meta_labels
-from spcl_nnunet.rawdataset import staged_dataset, target_folder, write_dataset_json
-from spcl_nnunet.splits import make_fold_table, split_groups, write_fold_files
+from spcl_nnunet.synthetic.profiles import DEFAULT, PATHOLOGIES, Profile
 
-DATASET_NAME = "SyntheticCardiac"
 LABELS = {"background": 0, "RV": 1, "MYO": 2, "LV": 3}
 PHASES = ("ED", "ES")
 FILE_ENDING = ".nii.gz"
@@ -35,7 +24,7 @@ SLICE_PARTITIONS = 3
 
 
 @dataclass(frozen=True)
-class _Patient:
+class Patient:
     """Per-patient anatomy, contrast and acquisition parameters (lengths in pixels)."""
 
     shape: tuple[int, int, int]
@@ -62,6 +51,12 @@ class _Patient:
     es_rv: float
     papillary: tuple[float, float]
     contrast: dict[str, float]
+    pathology: str                # one of profiles.PATHOLOGIES
+    infarct: tuple[float, float]  # (angle, wall fraction lost) of a thinned sector; fraction 0: none
+    outflow_angle: float | None   # direction of the open basal ring (None: closed ring)
+    distractors: dict[str, float] | None   # bright vessels and organs near the heart (None: none)
+    gamma: float
+    blur: float
     texture: np.ndarray      # smooth multiplicative tissue texture, (z, y, x)
     bias: np.ndarray         # smooth multiplicative bias field, (z, y, x)
     scale: float
@@ -70,9 +65,13 @@ class _Patient:
     rician: bool
 
 
-def _draw_patient(rng: np.random.Generator, image_size: tuple[int, int],
-                  slices: tuple[int, int]) -> _Patient:
-    """Draw one patient's parameters; the order of draws fixes the dataset for a seed."""
+def draw_patient(rng: np.random.Generator, extra: np.random.Generator, image_size: tuple[int, int],
+                  slices: tuple[int, int], profile: Profile = DEFAULT) -> Patient:
+    """Draw one patient's parameters; the order of draws fixes the dataset for a seed.
+
+    ``rng`` draws the parameters every profile has (with the default profile's ranges they are
+    the original generator's draws, in the same order); ``extra`` draws what only richer profiles
+    use (pathology, gamma, blur, distractors), so the default dataset does not change."""
     height, width = image_size
     size = float(min(height, width))
     n = int(rng.integers(slices[0], slices[1] + 1))
@@ -86,26 +85,27 @@ def _draw_patient(rng: np.random.Generator, image_size: tuple[int, int],
     apex = n - below - 0.5 + rng.uniform(-0.35, 0.35)
     t = (np.arange(n) - base) / (apex - base)
 
-    centre0 = np.array([height / 2 + rng.uniform(-0.1, 0.1) * height, width / 2 + rng.uniform(-0.1, 0.1) * width])
+    shift = profile.centre_shift
+    centre0 = np.array([height / 2 + rng.uniform(-shift, shift) * height,
+                        width / 2 + rng.uniform(-shift, shift) * width])
     drift = rng.uniform(-0.04, 0.04, size=2) * size
-    jitter = rng.normal(0.0, 0.6, size=(n, 2))
+    jitter = rng.normal(0.0, profile.breath_jitter, size=(n, 2))
     centre = centre0[None, :] + np.clip(t, 0, 1)[:, None] * drift[None, :] + jitter
 
-    scale = rng.uniform(0.8, 1.2)
+    scale = rng.uniform(*profile.scale)
     r_cav = 0.105 * size * scale
     wall = 0.042 * size * scale * rng.uniform(0.85, 1.15)
-    contrast = {
-        "tissue": rng.uniform(0.30, 0.45), "fat": rng.uniform(0.60, 0.85), "muscle": rng.uniform(0.20, 0.32),
-        "lung": rng.uniform(0.03, 0.08), "liver": rng.uniform(0.35, 0.50), "bone": rng.uniform(0.25, 0.35),
-        "blood": rng.uniform(0.72, 0.95), "myo": rng.uniform(0.16, 0.32),
-    }
+    spread = profile.contrast_spread
+    contrast = {name: rng.uniform(max(0.01, lo - spread), hi + spread) for name, (lo, hi) in (
+        ("tissue", (0.30, 0.45)), ("fat", (0.60, 0.85)), ("muscle", (0.20, 0.32)), ("lung", (0.03, 0.08)),
+        ("liver", (0.35, 0.50)), ("bone", (0.25, 0.35)), ("blood", (0.72, 0.95)), ("myo", (0.16, 0.32)))}
     body = (height / 2 + rng.uniform(-0.03, 0.03) * height, width / 2 + rng.uniform(-0.03, 0.03) * width,
             0.42 * height * rng.uniform(0.92, 1.05), 0.52 * width * rng.uniform(0.92, 1.05))
     origin = (rng.uniform(-200, -100), rng.uniform(-200, -100), rng.uniform(-80, 20))
     thickness = rng.uniform(5.0, 10.0)
     params = dict(
         lung_drop=rng.uniform(0.25, 0.45), liver_start=rng.uniform(0.45, 0.7),
-        rv_angle=math.pi + math.radians(rng.uniform(-30, 30)),
+        rv_angle=math.pi + math.radians(rng.uniform(-profile.rv_angle_deg, profile.rv_angle_deg)),
         lv_aspect=rng.uniform(0.85, 1.0), lv_angle=rng.uniform(0, math.pi),
         cav_end=rng.uniform(0.86, 0.95), epi_end=rng.uniform(1.08, 1.2), shape_exp=rng.uniform(1.8, 2.6),
         rv_ext=0.09 * size * scale * rng.uniform(0.8, 1.2), rv_end=rng.uniform(0.7, 0.9),
@@ -113,13 +113,52 @@ def _draw_patient(rng: np.random.Generator, image_size: tuple[int, int],
         papillary=(rng.uniform(-0.6, 0.6), rng.uniform(0.6, 1.4)),
     )
     texture = _smooth_field(rng, (n, height, width), sigma=1.5 * size / 96)
-    bias = _bias_field(rng, (n, height, width))
-    return _Patient(
+    bias = _bias_field(rng, (n, height, width), profile.bias_strength)
+    image_scale, offset = rng.uniform(150.0, 900.0), rng.uniform(0.0, 0.03)
+    noise, rician = rng.uniform(*profile.noise), bool(rng.random() < 0.5)
+
+    pathology = profile.pathologies[int(extra.integers(len(profile.pathologies)))]
+    r_cav, wall, infarct = _apply_pathology(pathology, extra, params, r_cav, wall)
+    outflow = float(params["rv_angle"] + math.pi + extra.uniform(-0.6, 0.6)) if profile.basal_outflow_gap else None
+    distractors = None
+    if profile.distractors:
+        distractors = {"pericardial_fat": extra.uniform(0.0, 1.0), "stomach": extra.uniform(0.5, 1.0),
+                       "trunk_angle": extra.uniform(-0.5, 0.5), "aorta_gain": extra.uniform(0.85, 1.05)}
+    return Patient(
         shape=(n, height, width), thickness=thickness, origin=origin, t=t, centre=centre, body=body,
         r_cav=r_cav, r_epi=r_cav + wall, wall=wall, contrast=contrast, texture=texture, bias=bias,
-        scale=rng.uniform(150.0, 900.0), offset=rng.uniform(0.0, 0.03), noise=rng.uniform(0.015, 0.06),
-        rician=bool(rng.random() < 0.5), **params,
+        scale=image_scale, offset=offset, noise=noise, rician=rician, pathology=pathology, infarct=infarct, outflow_angle=outflow,
+        distractors=distractors, gamma=float(extra.uniform(*profile.gamma)), blur=float(extra.uniform(*profile.blur)),
+        **params,
     )
+
+
+def _apply_pathology(pathology: str, extra: np.random.Generator, params: dict, r_cav: float,
+                     wall: float) -> tuple[float, float, tuple[float, float]]:
+    """Change a normal heart into one of ACDC's patient groups (in place for ``params``);
+    returns the new cavity radius, wall thickness and infarct (angle, fraction)."""
+    infarct = (0.0, 0.0)
+    if pathology == "DCM":        # dilated: large cavity, thin wall, poor contraction
+        r_cav *= extra.uniform(1.3, 1.55)
+        wall *= extra.uniform(0.65, 0.85)
+        params["es_area"] = extra.uniform(0.78, 0.92)
+        params["es_myo_gain"] = 1.0
+    elif pathology == "HCM":      # hypertrophic: thick wall, small cavity, strong contraction
+        r_cav *= extra.uniform(0.7, 0.85)
+        wall *= extra.uniform(1.5, 2.0)
+        params["es_area"] = extra.uniform(0.25, 0.45)
+        params["es_myo_gain"] = extra.uniform(1.1, 1.25)
+    elif pathology == "MINF":     # infarct: a thinned, akinetic wall sector, larger cavity
+        r_cav *= extra.uniform(1.1, 1.3)
+        params["es_area"] = extra.uniform(0.72, 0.88)
+        infarct = (float(extra.uniform(0, 2 * math.pi)), float(extra.uniform(0.4, 0.65)))
+    elif pathology == "ARV":      # abnormal right ventricle: dilated, reaching the apex, poor contraction
+        params["rv_ext"] *= extra.uniform(1.6, 2.2)
+        params["rv_end"] = extra.uniform(0.9, 1.0)
+        params["es_rv"] = extra.uniform(0.75, 0.9)
+    elif pathology != "NOR":
+        raise ValueError(f"unknown pathology {pathology!r}; known: {PATHOLOGIES}")
+    return r_cav, wall, infarct
 
 
 def _smooth_field(rng: np.random.Generator, shape: tuple[int, int, int], sigma: float) -> np.ndarray:
@@ -128,10 +167,10 @@ def _smooth_field(rng: np.random.Generator, shape: tuple[int, int, int], sigma: 
     return (field - field.mean()) / max(float(field.std()), 1e-8)
 
 
-def _bias_field(rng: np.random.Generator, shape: tuple[int, int, int]) -> np.ndarray:
+def _bias_field(rng: np.random.Generator, shape: tuple[int, int, int], strength: float = 0.25) -> np.ndarray:
     """Smooth multiplicative bias: exp of a random quadratic polynomial of normalised (z, y, x)."""
     z, y, x = np.meshgrid(*(np.linspace(-1, 1, s) if s > 1 else np.zeros(1) for s in shape), indexing="ij")
-    c = rng.uniform(-0.25, 0.25, size=6)
+    c = rng.uniform(-strength, strength, size=6)
     return np.exp(c[0] * x + c[1] * y + c[2] * x * y + c[3] * x ** 2 + c[4] * y ** 2 + 0.5 * c[5] * z)
 
 
@@ -163,7 +202,7 @@ def _paint(img: np.ndarray, mask: np.ndarray, value: float) -> None:
     img += value * mask
 
 
-def _render_background(p: _Patient, k: int, yy: np.ndarray, xx: np.ndarray) -> np.ndarray:
+def _render_background(p: Patient, k: int, yy: np.ndarray, xx: np.ndarray) -> np.ndarray:
     """Body, fat, chest-wall muscle, lungs, liver, spine and descending aorta of slice ``k``."""
     c = p.contrast
     n, height, width = p.shape
@@ -187,10 +226,38 @@ def _render_background(p: _Patient, k: int, yy: np.ndarray, xx: np.ndarray) -> n
     _paint(img, _soft(_ellipse_sd(yy, xx, by + 0.34 * height, bx, 0.055 * size, 0.05 * size)), c["bone"])
     _paint(img, _soft(_ellipse_sd(yy, xx, by + 0.26 * height, bx + 0.08 * width, 0.03 * size, 0.03 * size)),
            c["blood"])
+    if p.distractors is not None:
+        _render_distractors(p, k, img, yy, xx)
     return img
 
 
-def _lv_radii(p: _Patient, t: float, es: bool) -> tuple[float, float]:
+def _render_distractors(p: Patient, k: int, img: np.ndarray, yy: np.ndarray, xx: np.ndarray) -> None:
+    """Unlabeled structures that look like the targets: pericardial fat around the heart, the
+    stomach (bright fluid) below the apex, the aortic root and pulmonary trunk (bright blood)
+    in the slices around the base."""
+    c, d = p.contrast, p.distractors
+    t = float(p.t[k])
+    cy, cx = p.centre[k]
+    dy, dx = math.sin(p.rv_angle), math.cos(p.rv_angle)
+    if 0.0 <= t <= 1.0 and d["pericardial_fat"] > 0.3:
+        r = p.r_epi * 1.25
+        sd = _ellipse_sd(yy, xx, cy + 0.5 * p.r_epi * dy, cx + 0.5 * p.r_epi * dx, r * 1.4, r)
+        ring = _soft(sd) * (1 - _soft(sd + 1.2)) * d["pericardial_fat"]
+        _paint(img, ring * (img < c["fat"]), c["fat"])
+    if t > 0.55:
+        grow = min(1.0, (t - 0.55) / 0.45) * d["stomach"]
+        sy, sx = cy - 1.6 * p.r_epi * dx, cx + 1.6 * p.r_epi * dy
+        sd = _ellipse_sd(yy, xx, sy, sx, 0.9 * p.r_cav * grow + 0.5, 0.7 * p.r_cav * grow + 0.5, p.lv_angle)
+        _paint(img, _soft(sd), 0.9 * c["blood"])
+    if t < 0.3:
+        for turn, distance, radius in ((0.5, 1.8, 0.5), (-1.0, 1.5, 0.45)):   # pulmonary trunk, aortic root
+            angle = p.rv_angle + d["trunk_angle"] + turn
+            sd = _ellipse_sd(yy, xx, cy + distance * p.r_epi * math.sin(angle),
+                             cx + distance * p.r_epi * math.cos(angle), radius * p.r_cav, radius * p.r_cav)
+            _paint(img, _soft(sd), c["blood"] * d["aorta_gain"])
+
+
+def _lv_radii(p: Patient, t: float, es: bool) -> tuple[float, float]:
     """Endocardial (cavity) and epicardial radius at heart coordinate ``t``."""
     cav = p.r_cav * _profile(t, p.cav_end, p.shape_exp)
     epi = max(p.r_epi * _profile(t, p.epi_end, p.shape_exp), cav + 0.7 * p.wall)
@@ -201,7 +268,7 @@ def _lv_radii(p: _Patient, t: float, es: bool) -> tuple[float, float]:
     return cav, epi
 
 
-def _render_heart(p: _Patient, k: int, es: bool, img: np.ndarray, lab: np.ndarray,
+def _render_heart(p: Patient, k: int, es: bool, img: np.ndarray, lab: np.ndarray,
                   yy: np.ndarray, xx: np.ndarray) -> None:
     """Paint LV cavity, myocardium and RV of heart slice ``k`` into ``img`` and ``lab``."""
     c = p.contrast
@@ -210,6 +277,9 @@ def _render_heart(p: _Patient, k: int, es: bool, img: np.ndarray, lab: np.ndarra
     cav, epi = _lv_radii(p, t, es)
     stretch = 1.0 / math.sqrt(p.lv_aspect)
     sd_epi = _ellipse_sd(yy, xx, cy, cx, epi * stretch, epi / stretch, p.lv_angle)
+    if p.infarct[1] > 0:          # thinned sector: the epicardium moves towards the cavity
+        closeness = np.cos(np.arctan2(yy - cy, xx - cx) - p.infarct[0]).clip(0, 1) ** 3
+        sd_epi = sd_epi + p.infarct[1] * (epi - cav) * closeness
     epi_soft = _soft(sd_epi)
 
     g = _profile(t, p.rv_end, 2.0) * (p.es_rv if es else 1.0)
@@ -239,12 +309,17 @@ def _render_heart(p: _Patient, k: int, es: bool, img: np.ndarray, lab: np.ndarra
                 py, px = cy + 0.6 * cav * math.sin(angle), cx + 0.6 * cav * math.cos(angle)
                 r = max(0.8, 0.14 * cav)
                 _paint(img, _soft(_ellipse_sd(yy, xx, py, px, r, r)) * lv, c["myo"])
+    if p.outflow_angle is not None and t < 0.12 and cav > 0.5:
+        # most basal slice: the ring opens into the outflow tract (blood, labeled LV as in ACDC)
+        gap = (np.cos(np.arctan2(yy - cy, xx - cx) - p.outflow_angle) > 0.8) & (sd_epi < 0)
+        _paint(img, gap.astype(float), c["blood"])
+        lv = lv | gap
     lab[rv] = LABELS["RV"]
     lab[sd_epi < 0] = LABELS["MYO"]
     lab[lv] = LABELS["LV"]
 
 
-def _render_outside(p: _Patient, k: int, img: np.ndarray, yy: np.ndarray, xx: np.ndarray) -> None:
+def _render_outside(p: Patient, k: int, img: np.ndarray, yy: np.ndarray, xx: np.ndarray) -> None:
     """Unlabeled structures of slices beyond the heart: atria and aortic root above the base,
     a fading partial-volume apex tip just below it."""
     c = p.contrast
@@ -266,7 +341,7 @@ def _render_outside(p: _Patient, k: int, img: np.ndarray, yy: np.ndarray, xx: np
         _paint(img, alpha * _soft(_ellipse_sd(yy, xx, cy, cx, r, r)), c["myo"])
 
 
-def _render_scan(p: _Patient, phase: str, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def render_scan(p: Patient, phase: str, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Image (float32) and label (uint8) volumes of one scan, (z, y, x)."""
     n, height, width = p.shape
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float64) + 0.5
@@ -281,7 +356,9 @@ def _render_scan(p: _Patient, phase: str, rng: np.random.Generator) -> tuple[np.
             _render_outside(p, k, img, yy, xx)
         image[k] = img
     image *= 1.0 + 0.06 * p.texture
-    image = gaussian_filter(image, sigma=(0, 0.5, 0.5))
+    image = gaussian_filter(image, sigma=(0, p.blur, p.blur))
+    if p.gamma != 1.0:
+        image = np.clip(image, 0.0, None) ** p.gamma
     image = (image * p.bias + p.offset) * p.scale
     sigma = p.noise * p.scale
     if p.rician:
@@ -290,72 +367,4 @@ def _render_scan(p: _Patient, phase: str, rng: np.random.Generator) -> tuple[np.
         image = np.maximum(image + rng.normal(0, sigma, image.shape), 0.0)
     return image.astype(np.float32), label
 
-
-def _write_volume(array: np.ndarray, path: Path, p: _Patient, spacing: float) -> None:
-    volume = sitk.GetImageFromArray(array)
-    volume.SetSpacing((spacing, spacing, p.thickness))
-    volume.SetOrigin(p.origin)
-    volume.SetDirection((1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0))
-    sitk.WriteImage(volume, str(path), True)
-
-
-def _check_arguments(dataset_id: int, n_patients: int, seed: int, n_val_patients: int, n_test_patients: int,
-                     image_size: tuple[int, int], pixel_spacing: float, slices: tuple[int, int]) -> None:
-    if not 1 <= dataset_id <= 999:
-        raise ValueError(f"dataset_id must be in 1..999, got {dataset_id}")
-    if seed < 0:
-        raise ValueError(f"seed must be >= 0, got {seed}")
-    if n_val_patients < 0 or n_test_patients < 0:
-        raise ValueError(f"n_val_patients and n_test_patients must be >= 0, got {n_val_patients}, {n_test_patients}")
-    if n_patients < n_val_patients + n_test_patients + 1:
-        raise ValueError(f"n_patients={n_patients} must exceed n_val_patients + n_test_patients = "
-                         f"{n_val_patients + n_test_patients} (at least one training patient)")
-    if len(image_size) != 2 or min(image_size) < 32:
-        raise ValueError(f"image_size must be (height, width), each >= 32, got {image_size}")
-    if pixel_spacing <= 0:
-        raise ValueError(f"pixel_spacing must be > 0, got {pixel_spacing}")
-    if len(slices) != 2 or not 3 <= slices[0] <= slices[1]:
-        raise ValueError(f"slices must be (min, max) with 3 <= min <= max, got {slices}")
-
-
-def generate_synthetic_dataset(raw_root: str | os.PathLike[str], dataset_id: int, n_patients: int = 16,
-                               seed: int = 0, *, n_val_patients: int = 2, n_test_patients: int = 3,
-                               image_size: tuple[int, int] = (96, 96), pixel_spacing: float = 1.5,
-                               slices: tuple[int, int] = (8, 12), labeled_counts: Sequence[int] = (1, 2, 4),
-                               repeats: int = 3, overwrite: bool = False) -> Path:
-    """Write ``raw_root/Dataset{ID:03d}_SyntheticCardiac`` and return its path.
-
-    Patients are split at patient level into train/val/test with
-    :func:`spcl_nnunet.splits.split_groups`; train and val scans go to imagesTr/labelsTr, test
-    scans to imagesTs/labelsTs. The folder is built in a temporary sibling and renamed into
-    place; an existing target is refused unless ``overwrite``. Same arguments, same files.
-    """
-    _check_arguments(dataset_id, n_patients, seed, n_val_patients, n_test_patients, image_size,
-                     pixel_spacing, slices)
-    image_size = (int(image_size[0]), int(image_size[1]))
-    patients = [f"patient{i + 1:03d}" for i in range(n_patients)]
-    groups = {patient: [f"{patient}_{phase}" for phase in PHASES] for patient in patients}
-    train, val, test = split_groups(groups, n_val_patients, n_test_patients, seed)
-    table = make_fold_table(train, val, labeled_counts, repeats, seed, test=test)
-    test_set = set(test)
-
-    with staged_dataset(raw_root, dataset_id, DATASET_NAME, overwrite) as tmp:
-        for index, patient in enumerate(patients):
-            anatomy = _draw_patient(np.random.default_rng([seed, index]), image_size, slices)
-            for phase_index, phase in enumerate(PHASES):
-                case = f"{patient}_{phase}"
-                image, label = _render_scan(anatomy, phase, np.random.default_rng([seed, index, phase_index]))
-                suffix = "Ts" if case in test_set else "Tr"
-                _write_volume(image, tmp / f"images{suffix}" / f"{case}_0000{FILE_ENDING}", anatomy, pixel_spacing)
-                _write_volume(label, tmp / f"labels{suffix}" / f"{case}{FILE_ENDING}", anatomy, pixel_spacing)
-        training = sorted(train + val)
-        write_dataset_json(tmp, DATASET_NAME,
-                           "Synthetic short-axis cine MRI in the style of ACDC (ED and ES scan per patient; "
-                           "slice 0 is basal). Labels: RV, LV myocardium, LV blood pool.",
-                           {"0": "cineMRI"}, LABELS, len(training), f"spcl-nnunet synthetic generator, seed {seed}",
-                           FILE_ENDING)
-        cases = {case: {"patient": case.rsplit("_", 1)[0], "phase": case.rsplit("_", 1)[1]} for case in training}
-        save_meta_labels(MetaLabels(slice_partitions=SLICE_PARTITIONS, cases=cases, unlabeled=[]), tmp)
-        write_fold_files(tmp, table)
-    return target_folder(raw_root, dataset_id, DATASET_NAME)
 
