@@ -1,4 +1,4 @@
-"""Command line: ``spcl_nnunet {env,synthetic,convert,prepare,splits,demo,export-teacher}``."""
+"""Command line: ``spcl_nnunet {env,synthetic,convert,prepare,splits,demo,experiment,export-teacher}``."""
 
 from __future__ import annotations
 
@@ -129,6 +129,40 @@ def cmd_demo(args: argparse.Namespace) -> int:
                     fold=args.fold)
 
 
+def cmd_experiment(args: argparse.Namespace) -> int:
+    from spcl_nnunet.experiment.methods import get_methods
+    from spcl_nnunet.experiment.runner import ExperimentConfig, run_experiment
+    from spcl_nnunet.training.schedules import load_schedule
+
+    config = ExperimentConfig(dataset_id=args.d, methods=get_methods(args.methods),
+                              schedule=load_schedule(args.schedule), workdir=Path(args.workdir), labeled=args.labeled,
+                              splits=args.splits, device=args.device, jobs=args.jobs)
+    return run_experiment(config)
+
+
+def experiment_description() -> str:
+    from spcl_nnunet.experiment.methods import METHODS
+    from spcl_nnunet.training.schedules import SCHEDULES
+
+    import textwrap
+
+    lines = textwrap.wrap("Trains every method on every fold asked for through nnUNetv2_train (pre-trainings shared "
+                          "by the folds), predicts the fold table's test cases with nnUNetv2_predict and evaluates "
+                          "them with nnU-Net; writes results.json/csv/md and learning_curve.png into the working "
+                          "folder. Resumable: run the same command again to go on after an interruption; finished "
+                          "steps are reused.", 100) + ["", "Methods:"]
+    for method in METHODS.values():
+        recipe = f"{method.pretrainer} -> {method.trainer}" if method.pretrainer else method.trainer
+        needs = f" (needs meta-label {', '.join(method.meta_labels)})" if method.meta_labels else ""
+        lines += textwrap.wrap(f"{method.name:14s} {method.label}: {recipe}{needs}", 100, initial_indent="  ",
+                               subsequent_indent=" " * 17)
+    lines += ["", "Schedules:"]
+    for schedule in SCHEDULES.values():
+        lines += textwrap.wrap(f"{schedule.name:8s} {schedule.description}", 100, initial_indent="  ",
+                               subsequent_indent=" " * 11)
+    return "\n".join(lines)
+
+
 def cmd_export_teacher(args: argparse.Namespace) -> int:
     from spcl_nnunet.export import export_teacher
 
@@ -205,6 +239,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the synthetic dataset")
     p.add_argument("--fold", type=int, default=0, help="labeled configuration (fold 0: 1 labeled scan)")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("experiment", help="the paper's comparison (Tables 2-3): methods x labeled folds through "
+                                          "nnU-Net, test Dice tables and learning curve",
+                       description=experiment_description(), formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("-d", type=int, required=True, help="dataset id (raw dataset with meta_labels.json and "
+                                                       "spcl_folds.json, e.g. from 'spcl_nnunet convert')")
+    p.add_argument("--methods", nargs="+", required=True, metavar="METHOD", help="methods to compare (listed above)")
+    p.add_argument("--labeled", type=int, nargs="+", default=None, metavar="N",
+                   help="labeled scan counts of the folds to run (default: every count in spcl_folds.json)")
+    p.add_argument("--splits", type=int, nargs="+", default=None, metavar="S",
+                   help="random labeled splits to run (default: every split of each count)")
+    p.add_argument("--schedule", default="quality",
+                   help="training schedule: smoke, demo, quality, gpu, paper (listed above), or a JSON schedule file "
+                        "(default: quality)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                   help="auto: CUDA when available, else CPU")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="trainings run at once (several fit on one GPU; keep 1 on a small CPU)")
+    p.add_argument("--workdir", default="spcl_experiment",
+                   help="working folder: one dataset and one schedule; nnU-Net's raw/preprocessed folders default "
+                        "under it when nnUNet_raw/nnUNet_preprocessed are unset")
+    p.set_defaults(func=cmd_experiment)
 
     p = sub.add_parser("export-teacher", help="copy a Mean Teacher checkpoint with the teacher as the network "
                                               "(for nnUNetv2_predict -chk)")

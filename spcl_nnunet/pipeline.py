@@ -8,11 +8,14 @@ every result lands in nnU-Net's usual folders; evaluation is nnU-Net's
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,11 +23,11 @@ from pathlib import Path
 from spcl_nnunet.environment import NNUNET_FOLDERS, trainers_dir
 
 
-def experiment_environment(workdir: Path, device: str) -> dict[str, str]:
-    """os.environ plus what nnU-Net needs: data folders under ``workdir`` when unset, our
+def experiment_environment(workdir: Path, device: str, folders: tuple[str, ...] = NNUNET_FOLDERS) -> dict[str, str]:
+    """os.environ plus what nnU-Net needs: the data ``folders`` under ``workdir`` when unset, our
     trainers on ``nnUNet_extTrainer``, and CPU-friendly worker counts when on the CPU."""
     env = dict(os.environ)
-    for name in NNUNET_FOLDERS:
+    for name in folders:
         if not env.get(name):
             env[name] = str((workdir / name).resolve())
         Path(env[name]).mkdir(parents=True, exist_ok=True)
@@ -58,22 +61,68 @@ def banner(text: str) -> None:
     print(f"\n{'=' * 78}\n== {text}\n{'=' * 78}", flush=True)
 
 
-def run_command(cmd: list[str], env: dict[str, str], log_file: Path | None = None) -> float:
-    """Run ``cmd``, streaming its output (and copying it to ``log_file``); raise on failure."""
-    print("$ " + " ".join(cmd), flush=True)
-    start = time.time()
-    with subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                          bufsize=1) as proc:
-        sink = open(log_file, "a") if log_file else None
+_RUNNING: set[subprocess.Popen] = set()
+_RUNNING_LOCK = threading.Lock()
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (children, grandchildren, ...), read from Linux's /proc;
+    empty where there is no /proc."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
-            for line in proc.stdout:
-                sys.stdout.write(line)
-                if sink:
-                    sink.write(line)
+            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(parent, []).append(int(stat.parent.name))
+    found, stack = [], [pid]
+    while stack:
+        for child in children.get(stack.pop(), []):
+            found.append(child)
+            stack.append(child)
+    return found
+
+
+def terminate_running_commands() -> None:
+    """SIGTERM to every command ``run_command`` is running and to the processes they started
+    (nnU-Net's data-augmentation workers), so that a caller can stop cleanly."""
+    with _RUNNING_LOCK:
+        running = [proc for proc in _RUNNING if proc.poll() is None]
+    for proc in running:
+        for pid in [*descendants(proc.pid), proc.pid]:
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+
+def run_command(cmd: list[str], env: dict[str, str], log_file: Path | None = None, echo: bool = True) -> float:
+    """Run ``cmd``, streaming its output to stdout (unless ``echo`` is False) and appending it,
+    after the command line, to ``log_file``; raise on failure. Without ``echo`` the output goes
+    straight into the log file (no pipe a left-over worker process could hold open)."""
+    if echo:
+        print("$ " + " ".join(cmd), flush=True)
+    start = time.time()
+    with contextlib.ExitStack() as stack:
+        sink = stack.enter_context(open(log_file, "a")) if log_file else None
+        if sink:
+            sink.write(f"$ {' '.join(cmd)}\n")
+            sink.flush()
+        output = subprocess.PIPE if echo else (sink or subprocess.DEVNULL)
+        proc = stack.enter_context(subprocess.Popen(cmd, env=env, stdout=output, stderr=subprocess.STDOUT,
+                                                    text=True, bufsize=1 if echo else -1))
+        with _RUNNING_LOCK:
+            _RUNNING.add(proc)
+        try:
+            if echo:
+                for line in proc.stdout:
+                    sys.stdout.write(line)
+                    if sink:
+                        sink.write(line)
+            code = proc.wait()
         finally:
-            if sink:
-                sink.close()
-        code = proc.wait()
+            with _RUNNING_LOCK:
+                _RUNNING.discard(proc)
     if code != 0:
         raise RuntimeError(f"command failed with exit code {code}: {' '.join(cmd)}"
                            + (f" (output in {log_file})" if log_file else ""))
@@ -115,42 +164,91 @@ def prepare_synthetic(env: dict[str, str], dataset_id: int, seed: int, n_patient
     return ds
 
 
+def training_folder(results: Path, trainer: str, fold: int) -> Path:
+    """nnU-Net's output folder of a 2d training under a dataset's results folder."""
+    return results / f"{trainer}__nnUNetPlans__2d" / f"fold_{fold}"
+
+
+def is_pretrainer(trainer: str) -> bool:
+    """Contrastive pre-training trainers have no segmentation head: no final validation."""
+    return "PretrainTrainer" in trainer
+
+
+def training_state(output_folder: Path, segmentation: bool) -> str:
+    """``finished`` (checkpoint_final.pth, and for segmentation trainers nnU-Net's final
+    validation ``validation/summary.json``), ``validate`` (final checkpoint without the
+    validation), ``interrupted`` (a checkpoint_latest.pth to resume with ``--c``) or ``new``."""
+    final = (output_folder / "checkpoint_final.pth").is_file()
+    if final and (not segmentation or (output_folder / "validation" / "summary.json").is_file()):
+        return "finished"
+    if final:
+        return "validate"
+    return "interrupted" if (output_folder / "checkpoint_latest.pth").is_file() else "new"
+
+
+def train_command(dataset_id: int, fold: int, trainer: str, device: str, state: str,
+                  pretrained: Path | None = None) -> list[str]:
+    """``nnUNetv2_train`` for a training in ``state``: resumed with ``--c`` (nnU-Net refuses
+    ``-pretrained_weights`` with it: the weights are in the checkpoint), only validated with
+    ``--val``, or started (from ``pretrained`` when given)."""
+    cmd = ["nnUNetv2_train", str(dataset_id), "2d", str(fold), "-tr", trainer, "-device", device]
+    if state == "interrupted":
+        return cmd + ["--c"]
+    if state == "validate":
+        return cmd + ["--val"]
+    if state == "new":
+        return cmd + (["-pretrained_weights", str(pretrained)] if pretrained is not None else [])
+    raise ValueError(f"no training command for a training in state {state!r}")
+
+
 def train(env: dict[str, str], ds: Dataset, fold: int, trainer: str, device: str, log: Path,
           pretrained: Path | None = None) -> Path:
-    """``nnUNetv2_train ID 2d FOLD -tr TRAINER`` (a finished run is reused); returns checkpoint_final.pth."""
-    out = ds.results / f"{trainer}__nnUNetPlans__2d" / f"fold_{fold}"
-    final = out / "checkpoint_final.pth"
-    if final.is_file() and (out / "validation" / "summary.json").is_file() or \
-            final.is_file() and trainer.startswith("SPConPretrain"):
+    """``nnUNetv2_train ID 2d FOLD -tr TRAINER`` (a finished run is reused, an interrupted one
+    resumed with ``--c``); returns checkpoint_final.pth."""
+    out = training_folder(ds.results, trainer, fold)
+    state = training_state(out, segmentation=not is_pretrainer(trainer))
+    if state == "finished":
         print(f"reusing the finished training in {out}")
-        return final
-    cmd = ["nnUNetv2_train", str(ds.dataset_id), "2d", str(fold), "-tr", trainer, "-device", device]
-    if pretrained is not None:
-        cmd += ["-pretrained_weights", str(pretrained)]
-    run_command(cmd, env, log)
-    return final
+        return out / "checkpoint_final.pth"
+    if state != "new":
+        print(f"resuming the training in {out} ({'--c' if state == 'interrupted' else '--val'})")
+    run_command(train_command(ds.dataset_id, fold, trainer, device, state, pretrained), env, log)
+    return out / "checkpoint_final.pth"
 
 
 def predict_test_set(env: dict[str, str], ds: Dataset, fold: int, trainer: str, device: str, output: Path,
-                     log: Path) -> Path:
+                     log: Path, images: Path | None = None, echo: bool = True) -> Path:
+    """``nnUNetv2_predict`` of ``images`` (default: the raw dataset's imagesTs) into ``output``."""
     if output.exists():
         shutil.rmtree(output)
-    run_command(["nnUNetv2_predict", "-i", str(ds.raw / "imagesTs"), "-o", str(output), "-d", str(ds.dataset_id),
-                 "-c", "2d", "-f", str(fold), "-tr", trainer, "-device", device, "-npp", "1", "-nps", "1",
-                 "--disable_progress_bar"], env, log)
+    run_command(["nnUNetv2_predict", "-i", str(images or ds.raw / "imagesTs"), "-o", str(output),
+                 "-d", str(ds.dataset_id), "-c", "2d", "-f", str(fold), "-tr", trainer, "-device", device,
+                 "-npp", "1", "-nps", "1", "--disable_progress_bar"], env, log, echo=echo)
     return output
+
+
+def foreground_labels(dataset_json: dict) -> dict[int, str]:
+    """``{label value: name}`` of the foreground classes in a dataset.json."""
+    return {int(v): k for k, v in dataset_json["labels"].items() if int(v) != 0}
+
+
+def evaluate_folder(dataset_json: dict, labels_folder: Path, predictions: Path) -> dict:
+    """nnU-Net's ``compute_metrics_on_folder`` (per case and class, their means) of every case of
+    ``labels_folder`` (each must be predicted); writes ``predictions/summary.json``."""
+    from nnunetv2.evaluation.evaluate_predictions import compute_metrics_on_folder
+    from nnunetv2.imageio.simpleitk_reader_writer import SimpleITKIO
+
+    labels = sorted(foreground_labels(dataset_json))
+    return compute_metrics_on_folder(str(labels_folder), str(predictions), str(predictions / "summary.json"),
+                                     SimpleITKIO(), dataset_json["file_ending"], labels, None, num_processes=1,
+                                     chill=False)
 
 
 def evaluate_test_set(ds: Dataset, predictions: Path) -> dict[str, float]:
     """nnU-Net's evaluation (3D Dice per foreground class and their mean) against labelsTs."""
-    from nnunetv2.evaluation.evaluate_predictions import compute_metrics_on_folder
-    from nnunetv2.imageio.simpleitk_reader_writer import SimpleITKIO
-
     dataset_json = json.loads((ds.raw / "dataset.json").read_text())
-    labels = {int(v): k for k, v in dataset_json["labels"].items() if int(v) != 0}
-    metrics = compute_metrics_on_folder(str(ds.raw / "labelsTs"), str(predictions), str(predictions / "summary.json"),
-                                        SimpleITKIO(), dataset_json["file_ending"], sorted(labels), None,
-                                        num_processes=1, chill=False)
+    labels = foreground_labels(dataset_json)
+    metrics = evaluate_folder(dataset_json, ds.raw / "labelsTs", predictions)
     scores = {labels[int(k)]: float(v["Dice"]) for k, v in metrics["mean"].items()}
     scores["mean"] = float(metrics["foreground_mean"]["Dice"])
     return scores

@@ -26,8 +26,9 @@ def nnunet_env(raw: str | os.PathLike[str] | None, preprocessed: str | os.PathLi
                results: str | os.PathLike[str], extra_trainer_dirs: Sequence[str | os.PathLike[str]] = (),
                **extra: str) -> dict[str, str]:
     """Environment of an nnU-Net command: our data folders (``raw=None``: nnUNet_raw unset),
-    our trainers (plus ``extra_trainer_dirs`` in front), one process for everything, CPU."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("nnUNet_")}
+    our trainers (plus ``extra_trainer_dirs`` in front), one process for everything, CPU, no
+    training schedule (``SPCL_SCHEDULE``) unless ``extra`` sets one."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("nnUNet_") and k != "SPCL_SCHEDULE"}
     env.update({
         "nnUNet_preprocessed": str(preprocessed),
         "nnUNet_results": str(results),

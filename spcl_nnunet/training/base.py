@@ -1,4 +1,5 @@
-"""Common ground of the SP-Con trainers: strict labeled-subset folds and meta-label sidecars."""
+"""Common ground of the SP-Con trainers: strict labeled-subset folds, meta-label sidecars and
+training schedules (``SPCL_SCHEDULE``, see ``spcl_nnunet.training.schedules``)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,69 @@ from torch._dynamo import OptimizedModule
 from spcl_nnunet.metalabels import META_LABELS_FILE, MetaLabels
 from spcl_nnunet.sidecars import load_sidecars
 from spcl_nnunet.splits import FOLDS_FILE, FoldTable
+from spcl_nnunet.training.schedules import ENV_VAR as SCHEDULE_ENV_VAR
+from spcl_nnunet.training.schedules import Schedule, active_schedule
+
+SCHEDULE_CHECKPOINT_KEY = "spcl_schedule"
+
+
+def _role_classes(cls: type, role: str) -> list[type]:
+    """``cls``'s role family: every loaded SP-Con trainer class whose ``schedule_role`` is ``role``."""
+    family, stack = [], [SPConTrainerBase]
+    while stack:
+        klass = stack.pop()
+        if getattr(klass, "schedule_role", None) == role:
+            family.append(klass)
+        stack.extend(klass.__subclasses__())
+    return family or [cls]
+
+
+def _check_type(schedule: Schedule, group: str, key: str, default, value) -> None:
+    """An override must fit the class default: bool for bool, a number for a number (a whole
+    number for an int), a string for a string; None defaults and None values take anything."""
+    if default is None or value is None:
+        return
+    numeric = (int, float)
+    if isinstance(default, bool) or isinstance(value, bool):
+        ok = isinstance(default, bool) and isinstance(value, bool)
+    elif isinstance(default, numeric):
+        ok = isinstance(value, numeric) and not (isinstance(default, int) and isinstance(value, float)
+                                                 and not value.is_integer())
+    elif isinstance(default, str):
+        ok = isinstance(value, str)
+    else:
+        ok = type(value) is type(default)
+    if not ok:
+        raise ValueError(f"schedule {schedule.name!r}, role {group!r}: {key} = {value!r} does not fit the trainer's "
+                         f"default {default!r} ({type(default).__name__})")
+
+
+def schedule_overrides(cls: type, schedule: Schedule) -> tuple[dict, list[str]]:
+    """(overrides ``cls`` applies, keys it skips) for a trainer class under ``schedule``.
+
+    A key that no trainer of the role has is a ValueError naming the schedule, the role and the
+    key. A key that only other trainers of the role have (``ema_decay`` for entropy
+    minimisation, ``num_scans_per_batch`` for Mean Teacher) is skipped."""
+    role = getattr(cls, "schedule_role", None)
+    if role is None:
+        raise ValueError(f"{cls.__name__} has no schedule_role: it cannot run under schedule {schedule.name!r}")
+    applied: dict = {}
+    skipped: list[str] = []
+    for group, overrides in schedule.role_overrides(role):
+        family = _role_classes(cls, group)
+        for key, value in overrides.items():
+            if key.startswith("_") or not any(hasattr(klass, key) for klass in family):
+                raise ValueError(f"schedule {schedule.name!r}, role {group!r}: unknown key {key!r}: no "
+                                 f"{group} trainer has a class attribute of that name ({cls.__name__} runs under "
+                                 f"role {role!r})")
+            if not hasattr(cls, key):
+                skipped.append(key)
+                continue
+            default = getattr(cls, key)
+            _check_type(schedule, group, key, default, value)
+            is_int = isinstance(default, int) and not isinstance(default, bool)
+            applied[key] = int(value) if is_int and isinstance(value, float) else value
+    return applied, skipped
 
 
 class SPConTrainerBase(nnUNetTrainer):
@@ -31,10 +95,21 @@ class SPConTrainerBase(nnUNetTrainer):
     checkpoint_every: int = 50
     weight_decay_default: float = 3e-5
     batch_size_override: int | None = None   # None: the plan's batch size
+    # which overrides of an SPCL_SCHEDULE schedule apply: "pretrain", "finetune" or "semisupervised"
+    schedule_role: str | None = None
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
+        schedule = active_schedule()
+        overrides, skipped = schedule_overrides(type(self), schedule) if schedule is not None else ({}, [])
+        for key, value in overrides.items():
+            setattr(self, key, value)
+        self.spcl_schedule = {"name": schedule.name if schedule else None, "overrides": dict(overrides)}
         super().__init__(plans, configuration, fold, dataset_json, device)
+        if schedule is not None:
+            self.print_to_log_file(f"schedule {schedule.name!r} ({SCHEDULE_ENV_VAR}), role {self.schedule_role!r}: "
+                                   + ", ".join(f"{k} = {v!r}" for k, v in overrides.items())
+                                   + (f"; not used by this trainer: {', '.join(skipped)}" if skipped else ""))
         self.num_epochs = self.num_epochs_default
         self.num_iterations_per_epoch = self.iterations_per_epoch
         self.num_val_iterations_per_epoch = self.val_iterations_per_epoch
@@ -163,11 +238,28 @@ class SPConTrainerBase(nnUNetTrainer):
             return
         checkpoint = self.base_checkpoint()
         checkpoint.update(self.extra_checkpoint_state())
+        checkpoint[SCHEDULE_CHECKPOINT_KEY] = dict(self.spcl_schedule)
         tmp = filename + ".tmp"
         torch.save(checkpoint, tmp)
         os.replace(tmp, filename)
 
+    def check_checkpoint_schedule(self, checkpoint: dict, source: str) -> None:
+        """A checkpoint written under another schedule (or other overrides) cannot be resumed:
+        the epochs, batch shapes and learning-rate schedule would silently change midway."""
+        saved = checkpoint.get(SCHEDULE_CHECKPOINT_KEY) or {"name": None, "overrides": {}}
+        current = self.spcl_schedule
+        if saved.get("name") != current["name"] or saved.get("overrides", {}) != current["overrides"]:
+            def describe(state: dict) -> str:
+                name = state.get("name")
+                return f"schedule {name!r} {state.get('overrides', {})}" if name else "no schedule (class defaults)"
+            raise ValueError(f"{source} was written under {describe(saved)}, but {self.__class__.__name__} now runs "
+                             f"under {describe(self.spcl_schedule)} ({SCHEDULE_ENV_VAR}): resume with the same "
+                             f"schedule, or start a new training in another results folder")
+
     def load_checkpoint(self, filename_or_checkpoint) -> None:
+        checkpoint = filename_or_checkpoint if isinstance(filename_or_checkpoint, dict) else \
+            torch.load(filename_or_checkpoint, map_location=self.device, weights_only=False)
+        self.check_checkpoint_schedule(checkpoint, "the checkpoint" if isinstance(filename_or_checkpoint, dict)
+                                       else str(filename_or_checkpoint))
         super().load_checkpoint(filename_or_checkpoint)
-        checkpoint = torch.load(filename_or_checkpoint, map_location=self.device, weights_only=False)
         self.load_extra_checkpoint_state(checkpoint)

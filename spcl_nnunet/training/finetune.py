@@ -19,6 +19,7 @@ from spcl_nnunet.training.lr_schedule import WarmupCosineLRScheduler
 
 
 class SPConFinetuneTrainer(SPConTrainerBase):
+    schedule_role = "finetune"
     lr_init: float = 1e-7            # ACDC, Hippocampus, Spleen (PROMISE12 5e-7, MMWHS 2e-6)
     lr_multiplier: float = 300.0
     warmup_epochs: int = 10

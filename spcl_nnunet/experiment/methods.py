@@ -1,0 +1,62 @@
+"""The registry of methods: a method is a named recipe of nnU-Net trainers.
+
+A new compared method joins with one entry in ``METHODS``. ``pretrainer`` (if any) is trained
+once per experiment and its ``checkpoint_final.pth`` handed to ``trainer`` through nnU-Net's
+``-pretrained_weights``; ``meta_labels`` are the case-level keys of ``meta_labels.json`` the
+method needs (slice position is always there).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str                     # the --methods name
+    label: str                    # row label in the tables
+    trainer: str                  # nnU-Net trainer trained on each fold
+    pretrainer: str | None = None  # trainer of the shared pre-training, None: from scratch
+    meta_labels: tuple[str, ...] = ()
+
+
+METHODS: dict[str, Method] = {m.name: m for m in (
+    Method("baseline", "baseline (scratch)", "SPConBaselineTrainer"),
+    Method("spcon", "SP-Con (pre-train)", "SPConFinetuneTrainer", "SPConPretrainTrainer"),
+    Method("contrastive", "contrastive L_con (pre-train)", "SPConFinetuneTrainer", "ContrastivePretrainTrainer"),
+    Method("simclr", "SimCLR (pre-train)", "SPConFinetuneTrainer", "SimCLRPretrainTrainer"),
+    Method("simclr-sp", "SimCLR + self-paced (pre-train)", "SPConFinetuneTrainer", "SimCLRSPPretrainTrainer"),
+    Method("spcon-patient", "SP-Con, patient meta-label (pre-train)", "SPConFinetuneTrainer",
+           "SPConPretrainTrainer_patient", ("patient",)),
+    Method("spcon-phase", "SP-Con, phase meta-label (pre-train)", "SPConFinetuneTrainer",
+           "SPConPretrainTrainer_phase", ("phase",)),
+    Method("mean-teacher", "Mean Teacher", "MeanTeacherTrainer"),
+    Method("entropy-min", "entropy minimisation", "EntropyMinTrainer"),
+    Method("spcon-mt", "SP-Con + Mean Teacher (Eq. 15)", "SPConMeanTeacherTrainer"),
+)}
+
+
+def get_methods(names: Iterable[str]) -> list[Method]:
+    """The methods named (in order, duplicates dropped); an unknown name is a ValueError that lists
+    the registry."""
+    names = list(dict.fromkeys(names))
+    unknown = [n for n in names if n not in METHODS]
+    if unknown:
+        raise ValueError(f"unknown method(s) {', '.join(unknown)}; known methods: {', '.join(METHODS)}")
+    if not names:
+        raise ValueError(f"no method given; known methods: {', '.join(METHODS)}")
+    return [METHODS[n] for n in names]
+
+
+def trainer_class(name: str) -> type:
+    """The trainer class of that name from the package's trainer modules (as nnU-Net finds it
+    through ``trainers/``)."""
+    import spcl_nnunet.training.finetune as finetune
+    import spcl_nnunet.training.pretrain as pretrain
+    import spcl_nnunet.training.semisupervised as semisupervised
+
+    for module in (pretrain, finetune, semisupervised):
+        if isinstance(getattr(module, name, None), type):
+            return getattr(module, name)
+    raise ValueError(f"trainer {name!r} is not defined in spcl_nnunet.training")

@@ -1,0 +1,195 @@
+"""Tables and plot of an experiment from its per-run records (pure functions; no nnU-Net).
+
+A record is the dict each finished run stores beside its predictions (``run.json``): method,
+label, trainers, fold, labeled count, split, checkpoint, prediction folder, the path of
+nnU-Net's ``summary.json`` and the Dice values exactly as read from it (``dice``: per class,
+``mean_dice``: nnU-Net's ``foreground_mean``).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import tempfile
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+STD_NOTE = "std over splits with ddof = 1 (sample standard deviation); n/a with a single split"
+
+
+def dice_from_summary(summary: Mapping[str, Any], labels: Mapping[int, str]) -> tuple[dict[str, float], float]:
+    """(per-class Dice, mean Dice) exactly as nnU-Net's ``summary.json`` holds them:
+    ``mean[str(label)]["Dice"]`` and ``foreground_mean["Dice"]``."""
+    per_class = {name: summary["mean"][str(value)]["Dice"] for value, name in sorted(labels.items())}
+    return per_class, summary["foreground_mean"]["Dice"]
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float | None]:
+    """Mean and sample standard deviation (ddof = 1; None for a single value)."""
+    n = len(values)
+    if n == 0:
+        raise ValueError("mean_std of no values")
+    mean = sum(values) / n
+    if n == 1:
+        return mean, None
+    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+
+
+def percent(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.2f}"
+
+
+def mean_std_cell(values: Sequence[float]) -> str:
+    """``mean (std)`` in % with 2 decimals."""
+    mean, std = mean_std(values)
+    return f"{percent(mean)} ({percent(std)})"
+
+
+def sort_records(records: Iterable[Mapping[str, Any]], method_order: Sequence[str] = ()) -> list[dict]:
+    """Records by method (``method_order`` first, then by name), labeled count, split."""
+    rank = {name: i for i, name in enumerate(method_order)}
+    return sorted((dict(r) for r in records),
+                  key=lambda r: (rank.get(r["method"], len(rank)), r["method"], r["num_labeled"], r["split"]))
+
+
+def class_names(records: Sequence[Mapping[str, Any]]) -> list[str]:
+    names: list[str] = []
+    for record in records:
+        names += [c for c in record["dice"] if c not in names]
+    return names
+
+
+def _methods(records: Sequence[Mapping[str, Any]]) -> list[tuple[str, str]]:
+    seen: dict[str, str] = {}
+    for record in records:
+        seen.setdefault(record["method"], record["label"])
+    return list(seen.items())
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def table3_markdown(records: Sequence[Mapping[str, Any]]) -> str:
+    """Table 3 form: per labeled count, one row per method with each split's mean Dice, then
+    mean (std) over splits per class and overall (3D Dice, %)."""
+    classes = class_names(records)
+    parts = []
+    for count in sorted({r["num_labeled"] for r in records}):
+        at_count = [r for r in records if r["num_labeled"] == count]
+        splits = sorted({r["split"] for r in at_count})
+        header = ["method"] + [f"split {s}" for s in splits] + [f"{c} mean (std)" for c in classes] + \
+            ["mean (std)"]
+        rows = []
+        for method, label in _methods(at_count):
+            runs = {r["split"]: r for r in at_count if r["method"] == method}
+            row = [label] + [percent(runs[s]["mean_dice"]) if s in runs else "–" for s in splits]
+            row += [mean_std_cell([r["dice"][c] for r in runs.values()]) if all(c in r["dice"] for r in runs.values())
+                    else "–" for c in classes]
+            row.append(mean_std_cell([r["mean_dice"] for r in runs.values()]))
+            rows.append(row)
+        parts.append(f"### {count} labeled scan{'s' if count != 1 else ''}\n\n{_table(header, rows)}")
+    return "\n\n".join(parts)
+
+
+def table2_markdown(records: Sequence[Mapping[str, Any]]) -> str:
+    """Table 2 form: the learning curve, mean (std) over splits of the mean Dice per labeled count."""
+    counts = sorted({r["num_labeled"] for r in records})
+    header = ["method"] + [f"{c} labeled" for c in counts]
+    rows = []
+    for method, label in _methods(records):
+        row = [label]
+        for count in counts:
+            values = [r["mean_dice"] for r in records if r["method"] == method and r["num_labeled"] == count]
+            row.append(mean_std_cell(values) if values else "–")
+        rows.append(row)
+    return _table(header, rows)
+
+
+def results_markdown(records: Sequence[Mapping[str, Any]], title: str) -> str:
+    return (f"# {title}\n\n3D Dice (%) on the test scans, from nnU-Net's evaluation (`summary.json` of each run); "
+            f"{STD_NOTE}.\n\n## Per labeled count (Table 3 form)\n\nSplit columns: the mean Dice over the classes of "
+            f"that split's run.\n\n{table3_markdown(records)}\n\n## Learning curve (Table 2 form)\n\n"
+            f"Mean (std) over splits of the mean Dice over the classes.\n\n{table2_markdown(records)}\n")
+
+
+def results_csv(records: Sequence[Mapping[str, Any]]) -> str:
+    """One row per run: identification, per-class and mean Dice (fractions, as in summary.json,
+    written with Python's shortest exact float repr)."""
+    classes = class_names(records)
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["method", "label", "trainer", "pretrainer", "fold", "num_labeled", "split",
+                     *[f"dice_{c}" for c in classes], "dice_mean", "summary"])
+    for r in records:
+        writer.writerow([r["method"], r["label"], r["trainer"], r["pretrainer"] or "", r["fold"], r["num_labeled"],
+                         r["split"], *[repr(float(r["dice"].get(c, float("nan")))) for c in classes],
+                         repr(float(r["mean_dice"])), r["summary"]])
+    return out.getvalue()
+
+
+def plot_learning_curve(records: Sequence[Mapping[str, Any]], path: Path) -> None:
+    """Mean Dice (%) vs labeled scans, one line per method, error bars = std over splits."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    for method, label in _methods(records):
+        counts = sorted({r["num_labeled"] for r in records if r["method"] == method})
+        stats = [mean_std([r["mean_dice"] for r in records if r["method"] == method and r["num_labeled"] == c])
+                 for c in counts]
+        ax.errorbar(counts, [100 * m for m, _ in stats], yerr=[100 * (s or 0.0) for _, s in stats], marker="o",
+                    capsize=3, label=label)
+    counts = sorted({r["num_labeled"] for r in records})
+    if counts and counts[-1] / max(counts[0], 1) > 8:
+        ax.set_xscale("log")
+    ax.set_xticks(counts)
+    ax.set_xticklabels([str(c) for c in counts])
+    ax.set_xlabel("labeled scans")
+    ax.set_ylabel("3D Dice (%), mean over classes")
+    ax.set_title("test Dice vs labeled scans (error bars: std over splits)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    _atomic(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
+    plt.close(fig)
+
+
+def _atomic(path: Path, write) -> None:
+    """Write ``path`` through a temporary sibling renamed into place."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write_text(path: Path, text: str) -> None:
+    _atomic(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+
+
+def write_json(path: Path, data: Any) -> None:
+    write_text(path, json.dumps(data, indent=2) + "\n")
+
+
+def write_results(workdir: Path, records: Sequence[Mapping[str, Any]], header: Mapping[str, Any],
+                  title: str) -> list[Path]:
+    """results.json, results.csv, results.md and learning_curve.png in ``workdir``."""
+    paths = [workdir / "results.json", workdir / "results.csv", workdir / "results.md", workdir / "learning_curve.png"]
+    write_json(paths[0], {**header, "runs": list(records)})
+    write_text(paths[1], results_csv(records))
+    write_text(paths[2], results_markdown(records, title))
+    plot_learning_curve(records, paths[3])
+    return paths

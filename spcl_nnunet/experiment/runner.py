@@ -1,0 +1,497 @@
+"""Runs an experiment: methods x folds through nnU-Net's own commands, resumable and idempotent.
+
+Layout of the working folder (every nnU-Net results folder is separate, so that trainings
+running at once never write the same ``plans.json``):
+
+    experiment.json                      dataset, schedule and test cases of this folder
+    pretraining/<PRETRAINER>/            nnUNet_results of a shared pre-training (fold 0), pretrain.log
+    runs/<method>/fold_<F>/              nnUNet_results of one run, train.log, predict.log,
+        test_predictions/                nnUNetv2_predict output, nnU-Net's summary.json, run.json
+    test_set/imagesTs, labelsTs          links to the fold table's test cases
+    logs/plan_and_preprocess.log
+    results.json, results.csv, results.md, learning_curve.png
+
+A training is finished when ``checkpoint_final.pth`` (and, for segmentation trainers, nnU-Net's
+``validation/summary.json``) exists; with only ``checkpoint_latest.pth`` it is resumed with
+``--c``. A run's predictions are reused while ``run.json`` names the current checkpoint (path,
+size, mtime); they are made in a temporary sibling folder and renamed into place.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import sys
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from spcl_nnunet.experiment.methods import Method, trainer_class
+from spcl_nnunet.experiment.results import (dice_from_summary, percent, sort_records, table3_markdown, write_json,
+                                            write_results)
+from spcl_nnunet.metalabels import META_LABELS_FILE, load_meta_labels
+from spcl_nnunet.pipeline import (Dataset, evaluate_folder, experiment_environment, foreground_labels, is_pretrainer,
+                                  predict_test_set, resolve_device, run_command, terminate_running_commands,
+                                  train_command, training_folder, training_state)
+from spcl_nnunet.sidecars import SIDECAR_FILES, install_sidecars
+from spcl_nnunet.splits import FOLDS_FILE, FoldSpec, FoldTable, load_fold_table
+from spcl_nnunet.training.schedules import ENV_VAR as SCHEDULE_ENV_VAR
+from spcl_nnunet.training.schedules import SCHEDULES, Schedule
+
+EXPERIMENT_FILE = "experiment.json"
+RUN_FILE = "run.json"
+EXPERIMENT_VERSION = 1
+PRETRAIN_FOLD = 0     # the pre-training pool (all training images but the fixed validation ones) is every fold's
+
+
+@dataclass
+class ExperimentConfig:
+    dataset_id: int
+    methods: list[Method]
+    schedule: Schedule
+    workdir: Path
+    labeled: list[int] | None = None     # None: every labeled count of the fold table
+    splits: list[int] | None = None      # None: every split
+    device: str = "auto"
+    jobs: int = 1
+
+
+@dataclass
+class Plan:
+    """What an experiment will do, checked before anything runs."""
+
+    config: ExperimentConfig
+    device: str
+    raw: Path                 # raw dataset folder
+    pre: Path                 # preprocessed dataset folder
+    dataset_json: dict
+    table: FoldTable
+    folds: list[FoldSpec]
+    pretrainers: list[str]
+    runs: list[tuple[Method, FoldSpec]] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.raw.name
+
+
+# ---------------------------------------------------------------------------------------------- checks
+def find_raw_dataset(raw_root: Path, dataset_id: int) -> Path:
+    matches = sorted(p for p in raw_root.glob(f"Dataset{dataset_id:03d}_*") if p.is_dir()) if raw_root.is_dir() else []
+    if not matches:
+        raise FileNotFoundError(
+            f"no raw dataset Dataset{dataset_id:03d}_* in nnUNet_raw = {raw_root}: convert one "
+            f"('spcl_nnunet convert acdc -i RAW_DIR -d {dataset_id}', ...) or write the synthetic one "
+            f"('spcl_nnunet synthetic -d {dataset_id}'), with nnUNet_raw set to the same folder")
+    if len(matches) > 1:
+        raise ValueError(f"several raw datasets with id {dataset_id} in {raw_root}: {[p.name for p in matches]}")
+    return matches[0]
+
+
+def select_folds(table: FoldTable, labeled: list[int] | None, splits: list[int] | None, source: str
+                 ) -> list[FoldSpec]:
+    """The folds of (labeled count, split) asked for. With both lists every pair must exist; with
+    one list, each of its values must match a fold; with none, every fold."""
+    existing = {(f.num_labeled, f.split): f for f in table.folds}
+    available = "; ".join(f"{c} labeled: split(s) {', '.join(str(s) for (cc, s) in existing if cc == c)}"
+                          for c in table.labeled_counts)
+    if labeled is not None and splits is not None:
+        missing = [(c, s) for c in labeled for s in splits if (c, s) not in existing]
+        if missing:
+            raise ValueError(f"{source} has no fold for (labeled count, split) {missing}; it has: {available}")
+        return [existing[(c, s)] for c in dict.fromkeys(labeled) for s in dict.fromkeys(splits)]
+    for name, values, index in (("labeled count", labeled, 0), ("split", splits, 1)):
+        unknown = [v for v in values or [] if v not in {key[index] for key in existing}]
+        if unknown:
+            raise ValueError(f"{source} has no fold with {name} {unknown}; it has: {available}")
+    return [f for f in table.folds if (labeled is None or f.num_labeled in labeled)
+            and (splits is None or f.split in splits)]
+
+
+def test_files(raw: Path, dataset_json: dict, case: str) -> tuple[list[Path], Path]:
+    ending = dataset_json["file_ending"]
+    channels = dataset_json.get("channel_names") or dataset_json.get("modality") or {"0": "image"}
+    images = [raw / "imagesTs" / f"{case}_{int(c):04d}{ending}" for c in sorted(channels, key=int)]
+    return images, raw / "labelsTs" / f"{case}{ending}"
+
+
+def check_test_set(raw: Path, dataset_json: dict, table: FoldTable) -> None:
+    source = raw / FOLDS_FILE
+    if not table.test:
+        raise ValueError(f"{source} lists no test cases (\"test\"): the experiment evaluates on the fold table's "
+                         f"test cases in imagesTs/labelsTs")
+    missing = [str(p) for case in table.test for p in [*test_files(raw, dataset_json, case)[0],
+                                                       test_files(raw, dataset_json, case)[1]] if not p.is_file()]
+    if missing:
+        raise FileNotFoundError(f"{len(missing)} file(s) of the test cases listed in {source} are missing: "
+                                f"{missing[:5]}{' ...' if len(missing) > 5 else ''}")
+
+
+def experiment_record(plan: Plan) -> dict[str, Any]:
+    return {"version": EXPERIMENT_VERSION, "dataset_id": plan.config.dataset_id, "dataset": plan.name,
+            "schedule": plan.config.schedule.to_json(), "test_cases": sorted(plan.table.test)}
+
+
+def check_workdir(plan: Plan) -> None:
+    """A working folder holds one dataset and one schedule (and one test set): the tables would
+    mix them otherwise."""
+    path = plan.config.workdir / EXPERIMENT_FILE
+    if not path.is_file():
+        return
+    try:
+        saved = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not valid JSON ({err})") from err
+    current = experiment_record(plan)
+    for key, what in (("dataset", "dataset"), ("schedule", "schedule"), ("test_cases", "test cases")):
+        if saved.get(key) != current[key]:
+            was, now = saved.get(key), current[key]
+            if key == "schedule":
+                was, now = repr((was or {}).get("name")), repr(now["name"])
+                if was == now:
+                    was, now = f"{was} with other values", f"{now} as defined now"
+            elif key == "test_cases":
+                was, now = f"{len(was or [])} cases", f"{len(now)} cases"
+            else:
+                was, now = repr(was), repr(now)
+            raise ValueError(f"{plan.config.workdir} holds an experiment on {what} {was}, not {now} ({path}): use "
+                             f"another --workdir")
+
+
+def make_plan(config: ExperimentConfig) -> Plan:
+    """Every check that can fail before anything runs: dataset, sidecars, folds, meta-labels,
+    test cases, working folder, schedule against the trainers, device."""
+    environ = os.environ
+    workdir = config.workdir.resolve()
+    config.workdir = workdir
+    if config.jobs < 1:
+        raise ValueError(f"--jobs must be at least 1, got {config.jobs}")
+    raw_root = Path(environ.get("nnUNet_raw") or workdir / "nnUNet_raw")
+    pre_root = Path(environ.get("nnUNet_preprocessed") or workdir / "nnUNet_preprocessed")
+    raw = find_raw_dataset(raw_root, config.dataset_id)
+    missing = [name for name in SIDECAR_FILES if not (raw / name).is_file()]
+    if missing:
+        raise FileNotFoundError(
+            f"{raw} lacks {', '.join(missing)}: the experiment needs the meta-labels and the labeled-subset folds. "
+            f"Datasets made by a converter ('spcl_nnunet convert ...') or 'spcl_nnunet synthetic' have them; for "
+            f"another dataset write meta_labels.json (format in the README) and run "
+            f"'spcl_nnunet splits -d {config.dataset_id} --val-groups N'")
+    meta = load_meta_labels(raw / META_LABELS_FILE)
+    table = load_fold_table(raw)
+    dataset_json = json.loads((raw / "dataset.json").read_text())
+    folds = select_folds(table, config.labeled, config.splits, str(raw / FOLDS_FILE))
+    for method in config.methods:
+        lacking = [k for k in method.meta_labels if k not in meta.keys()]
+        if lacking:
+            raise ValueError(f"method {method.name!r} needs the meta-label(s) {lacking}, which "
+                             f"{raw / META_LABELS_FILE} does not define (it has: {', '.join(meta.keys()) or 'none'} "
+                             f"+ slice position)")
+    check_test_set(raw, dataset_json, table)
+    from spcl_nnunet.training.base import schedule_overrides
+
+    pretrainers = list(dict.fromkeys(m.pretrainer for m in config.methods if m.pretrainer))
+    for trainer in pretrainers + list(dict.fromkeys(m.trainer for m in config.methods)):
+        schedule_overrides(trainer_class(trainer), config.schedule)
+    plan = Plan(config=config, device=resolve_device(config.device), raw=raw, pre=pre_root / raw.name,
+                dataset_json=dataset_json, table=table, folds=folds, pretrainers=pretrainers,
+                runs=[(m, f) for f in folds for m in config.methods])
+    check_workdir(plan)
+    return plan
+
+
+# ---------------------------------------------------------------------------------------------- progress
+def clock(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+class Progress:
+    """One line per run started / finished, with elapsed time and an ETA from the finished runs."""
+
+    def __init__(self, total: int, jobs: int, out: TextIO):
+        self.total, self.jobs, self.out = total, jobs, out
+        self.start = time.time()
+        self.done = 0
+        self.worked: list[float] = []       # durations of finished runs that trained or predicted
+        self.lock = threading.Lock()
+
+    def line(self, text: str) -> None:
+        with self.lock:
+            self.out.write(f"[{clock(time.time() - self.start)}] {text}\n")
+            self.out.flush()
+
+    def eta(self) -> str:
+        remaining = self.total - self.done
+        if remaining == 0:
+            return "done"
+        if not self.worked:
+            return "ETA ?"
+        return f"ETA {clock(sum(self.worked) / len(self.worked) * remaining / self.jobs)}"
+
+    def finished(self, seconds: float, worked: bool) -> tuple[int, str]:
+        with self.lock:
+            self.done += 1
+            if worked:
+                self.worked.append(seconds)
+            return self.done, self.eta()
+
+
+# ---------------------------------------------------------------------------------------------- runner
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def checkpoint_stamp(path: Path) -> dict[str, Any]:
+    stat = path.stat()
+    return {"path": str(path), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+def replace_folder(tmp: Path, target: Path) -> None:
+    """Move the finished ``tmp`` folder onto ``target`` (the old one is removed after the rename)."""
+    old = target.with_name(f".{target.name}.old")
+    if old.exists():
+        shutil.rmtree(old)
+    if target.exists():
+        os.replace(target, old)
+    os.replace(tmp, target)
+    if old.exists():
+        shutil.rmtree(old)
+
+
+class Runner:
+    def __init__(self, plan: Plan, out: TextIO = sys.stdout):
+        self.plan, self.config, self.out = plan, plan.config, out
+        self.workdir = plan.config.workdir
+        self.progress = Progress(len(plan.runs), plan.config.jobs, out)
+        self.trained: list[str] = []
+        self.failures: list[str] = []
+        self.failed_runs = 0
+        self.stopping = threading.Event()
+
+    # ------------------------------------------------------------------ environment
+    def base_env(self) -> dict[str, str]:
+        env = experiment_environment(self.workdir, self.plan.device, folders=("nnUNet_raw", "nnUNet_preprocessed"))
+        schedule = self.config.schedule
+        if SCHEDULES.get(schedule.name) == schedule:
+            env[SCHEDULE_ENV_VAR] = schedule.name
+        else:
+            path = self.workdir / "schedule.json"
+            write_json(path, schedule.to_json())
+            env[SCHEDULE_ENV_VAR] = str(path)
+        env.setdefault("MPLBACKEND", "agg")
+        return env
+
+    def env_for(self, results: Path) -> dict[str, str]:
+        return {**self.env, "nnUNet_results": str(results)}
+
+    # ------------------------------------------------------------------ preparation
+    def prepare(self) -> None:
+        plan = self.plan
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        write_json(self.workdir / EXPERIMENT_FILE, experiment_record(plan))
+        self.env = self.base_env()
+        (self.workdir / "logs").mkdir(exist_ok=True)
+        if not self.preprocessed():
+            self.progress.line(f"nnUNetv2_plan_and_preprocess -d {self.config.dataset_id} -c 2d "
+                               f"(log: {self.workdir / 'logs' / 'plan_and_preprocess.log'})")
+            cmd = ["nnUNetv2_plan_and_preprocess", "-d", str(self.config.dataset_id), "-c", "2d",
+                   "--verify_dataset_integrity"]
+            if plan.device == "cpu":
+                cmd += ["-np", "1", "-npfp", "1"]
+            run_command(cmd, {**self.env, "nnUNet_results": str(self.workdir / "pretraining")},
+                        self.workdir / "logs" / "plan_and_preprocess.log", echo=False)
+        stale = [n for n in SIDECAR_FILES
+                 if not (plan.pre / n).is_file() or (plan.pre / n).read_bytes() != (plan.raw / n).read_bytes()]
+        if stale:
+            for path in install_sidecars(plan.raw, plan.pre):
+                self.progress.line(f"installed {path}")
+        self.make_test_set()
+
+    def preprocessed(self) -> bool:
+        """nnU-Net's 2d plan and every training case preprocessed."""
+        pre = self.plan.pre
+        data = pre / "nnUNetPlans_2d"
+        if not ((pre / "nnUNetPlans.json").is_file() and data.is_dir()):
+            return False
+        ending = self.plan.dataset_json["file_ending"]
+        cases = {p.name[:-len(ending)] for p in (self.plan.raw / "labelsTr").glob(f"*{ending}")}
+        return all((data / f"{case}.pkl").is_file() for case in cases)
+
+    def make_test_set(self) -> None:
+        """``test_set/imagesTs`` and ``labelsTs``: links to exactly the fold table's test cases."""
+        target = self.workdir / "test_set"
+        tmp = self.workdir / ".test_set.tmp"
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        for sub in ("imagesTs", "labelsTs"):
+            (tmp / sub).mkdir(parents=True)
+        for case in self.plan.table.test:
+            images, label = test_files(self.plan.raw, self.plan.dataset_json, case)
+            for image in images:
+                os.symlink(image.resolve(), tmp / "imagesTs" / image.name)
+            os.symlink(label.resolve(), tmp / "labelsTs" / label.name)
+        replace_folder(tmp, target)
+
+    # ------------------------------------------------------------------ steps
+    def train(self, results: Path, trainer: str, fold: int, log: Path, pretrained: Path | None,
+              describe: str) -> tuple[Path, str]:
+        """Train unless finished; returns (checkpoint_final.pth, what was done)."""
+        out = training_folder(results / self.plan.name, trainer, fold)
+        state = training_state(out, segmentation=not is_pretrainer(trainer))
+        if state == "finished":
+            return out / "checkpoint_final.pth", "reused"
+        if self.stopping.is_set():
+            raise RuntimeError("interrupted")
+        doing, done = {"new": ("training", "trained"), "interrupted": ("resuming with --c", "resumed (--c)"),
+                       "validate": ("final validation (--val) of", "validated (--val)")}[state]
+        if state != "new":
+            self.progress.line(f"  {describe}: {doing} {out} (log {log})")
+        log.parent.mkdir(parents=True, exist_ok=True)
+        self.trained.append(f"{trainer} fold {fold}")
+        run_command(train_command(self.config.dataset_id, fold, trainer, self.plan.device, state, pretrained),
+                    self.env_for(results), log, echo=False)
+        final = out / "checkpoint_final.pth"
+        if training_state(out, segmentation=not is_pretrainer(trainer)) != "finished":
+            raise RuntimeError(f"nnUNetv2_train finished but {out} has no complete training (log: {log})")
+        return final, done
+
+    def pretrain(self, trainer: str) -> Path:
+        results = self.workdir / "pretraining" / trainer
+        users = ", ".join(m.name for m in self.config.methods if m.pretrainer == trainer)
+        start = time.time()
+        self.progress.line(f"pre-training {trainer} (fold {PRETRAIN_FOLD}, shared by {users}) started")
+        try:
+            final, done = self.train(results, trainer, PRETRAIN_FOLD, results / "pretrain.log", None,
+                                     f"pre-training {trainer}")
+        except Exception as err:
+            self.progress.line(f"pre-training {trainer} FAILED: {err}")
+            raise
+        self.progress.line(f"pre-training {trainer} finished: {done} in {clock(time.time() - start)}")
+        return final
+
+    def run(self, method: Method, spec: FoldSpec, pretraining: Future | None) -> dict[str, Any]:
+        start = time.time()
+        name = f"{method.name}, {spec.num_labeled} labeled, split {spec.split} (fold {spec.fold})"
+        self.progress.line(f"started  {name}")
+        folder = self.workdir / "runs" / method.name / f"fold_{spec.fold}"
+        try:
+            pretrained = pretraining.result() if pretraining is not None else None
+            checkpoint, trained = self.train(folder, method.trainer, spec.fold, folder / "train.log", pretrained,
+                                             name)
+            record, predicted = self.predict_and_evaluate(method, spec, folder, checkpoint, pretrained)
+        except Exception as err:
+            done, eta = self.progress.finished(time.time() - start, worked=False)
+            status = "stopped " if self.stopping.is_set() else "FAILED  "
+            self.progress.line(f"[{done}/{self.progress.total}] {status} {name}: {err} | {eta}")
+            self.failures.append(f"{name}: {err}")
+            self.failed_runs += 1
+            raise
+        seconds = time.time() - start
+        worked = trained != "reused" or predicted != "reused"
+        done, eta = self.progress.finished(seconds, worked)
+        self.progress.line(f"[{done}/{self.progress.total}] finished {name}: Dice {percent(record['mean_dice'])} % "
+                           f"(training {trained}, prediction {predicted}, {clock(seconds)}) | {eta}")
+        return record
+
+    def predict_and_evaluate(self, method: Method, spec: FoldSpec, folder: Path, checkpoint: Path,
+                             pretrained: Path | None) -> tuple[dict[str, Any], str]:
+        """nnUNetv2_predict on the test set and nnU-Net's evaluation, reused while ``run.json``
+        names the current checkpoint."""
+        target = folder / "test_predictions"
+        stamp = checkpoint_stamp(checkpoint)
+        run_file = target / RUN_FILE
+        if run_file.is_file() and (target / "summary.json").is_file():
+            record = json.loads(run_file.read_text())
+            if record.get("checkpoint") == stamp:
+                return record, "reused"
+        if self.stopping.is_set():
+            raise RuntimeError("interrupted")
+        tmp = folder / ".test_predictions.tmp"
+        dataset = Dataset(self.config.dataset_id, self.plan.name, self.plan.raw, self.plan.pre, folder / self.plan.name)
+        predict_test_set(self.env_for(folder), dataset, spec.fold, method.trainer, self.plan.device, tmp,
+                         folder / "predict.log", images=self.workdir / "test_set" / "imagesTs", echo=False)
+        evaluate_folder(self.plan.dataset_json, self.workdir / "test_set" / "labelsTs", tmp)
+        summary = json.loads((tmp / "summary.json").read_text())
+        dice, mean = dice_from_summary(summary, foreground_labels(self.plan.dataset_json))
+        record = {"method": method.name, "label": method.label, "trainer": method.trainer,
+                  "pretrainer": method.pretrainer, "fold": spec.fold, "num_labeled": spec.num_labeled,
+                  "split": spec.split, "labeled_cases": list(spec.labeled),
+                  "checkpoint": stamp, "pretrained_weights": str(pretrained) if pretrained else None,
+                  "prediction_folder": str(target), "summary": str(target / "summary.json"),
+                  "test_cases": sorted(self.plan.table.test), "dice": dice, "mean_dice": mean}
+        write_json(tmp / RUN_FILE, record)
+        replace_folder(tmp, target)
+        return record, "made"
+
+    # ------------------------------------------------------------------ all
+    def execute(self) -> int:
+        plan = self.plan
+        self.progress.line(f"experiment on {plan.name}: {len(plan.config.methods)} method(s) x {len(plan.folds)} "
+                           f"fold(s) = {len(plan.runs)} run(s), schedule {plan.config.schedule.name!r}, device "
+                           f"{plan.device}, {plan.config.jobs} job(s), working folder {self.workdir}")
+        main = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGTERM, _interrupt) if main else None   # SIGTERM stops as Ctrl-C does
+        try:
+            return self._execute()
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
+
+    def _execute(self) -> int:
+        plan = self.plan
+        pool = ThreadPoolExecutor(max_workers=plan.config.jobs)
+        try:
+            self.prepare()
+            pretrainings = {t: pool.submit(self.pretrain, t) for t in plan.pretrainers}
+            ordered = sorted(plan.runs, key=lambda run: run[0].pretrainer is not None)   # stable: scratch first
+            futures = [pool.submit(self.run, m, f, pretrainings.get(m.pretrainer)) for m, f in ordered]
+            for future in futures + list(pretrainings.values()):
+                future.exception()
+        except KeyboardInterrupt as interrupt:
+            # Ctrl-C or SIGTERM: start nothing more, stop the running nnU-Net commands, keep what is finished
+            self.stopping.set()
+            terminate_running_commands()
+            pool.shutdown(wait=True, cancel_futures=True)
+            for path in self.write_tables():
+                self.progress.line(f"wrote {path}")
+            self.progress.line("interrupted: run the same command again to resume (finished steps are reused)")
+            return 143 if str(interrupt) == "SIGTERM" else 130
+        pool.shutdown()
+        for trainer, future in pretrainings.items():
+            if future.exception() is not None:
+                self.failures.insert(0, f"pre-training {trainer}: {future.exception()}")
+        paths = self.write_tables()
+        self.progress.line(f"{len(plan.runs) - self.failed_runs}/{len(plan.runs)} run(s) finished; nnUNetv2_train "
+                           f"ran {len(self.trained)} time(s)")
+        for path in paths:
+            self.progress.line(f"wrote {path}")
+        if self.failures:
+            self.progress.line("FAILED:\n  " + "\n  ".join(dict.fromkeys(self.failures)))
+            return 1
+        return 0
+
+    def write_tables(self) -> list[Path]:
+        """Tables of every finished run recorded in the working folder (this dataset and schedule)."""
+        from spcl_nnunet.experiment.methods import METHODS
+
+        records = [json.loads(p.read_text())
+                   for p in sorted(self.workdir.glob(f"runs/*/fold_*/test_predictions/{RUN_FILE}"))]
+        if not records:
+            return []
+        records = sort_records(records, list(METHODS))
+        header = {"dataset": self.plan.name, "dataset_id": self.config.dataset_id,
+                  "schedule": self.config.schedule.name, "test_cases": sorted(self.plan.table.test)}
+        title = f"{self.plan.name}: schedule {self.config.schedule.name!r}, {len(records)} run(s)"
+        paths = write_results(self.workdir, records, header, title)
+        self.out.write("\n" + table3_markdown(records) + "\n\n")
+        return paths
+
+
+def run_experiment(config: ExperimentConfig, out: TextIO = sys.stdout) -> int:
+    """Check everything, then run (see the module docstring); returns the exit code."""
+    return Runner(make_plan(config), out).execute()

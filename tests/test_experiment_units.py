@@ -1,0 +1,152 @@
+"""Pieces of ``spcl_nnunet experiment`` that need no training: tables, the method registry, fold
+selection."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from spcl_nnunet.experiment.methods import METHODS, get_methods, trainer_class
+from spcl_nnunet.experiment.results import (dice_from_summary, mean_std, mean_std_cell, plot_learning_curve,
+                                            results_csv, results_markdown, sort_records, table2_markdown,
+                                            table3_markdown, write_results)
+from spcl_nnunet.experiment.runner import select_folds
+from spcl_nnunet.splits import make_fold_table
+
+CLASSES = ("RV", "MYO", "LV")
+
+
+def record(method: str, count: int, split: int, dice: tuple[float, float, float]) -> dict:
+    return {"method": method, "label": f"label of {method}", "trainer": "T", "pretrainer": None,
+            "fold": count * 10 + split, "num_labeled": count, "split": split, "dice": dict(zip(CLASSES, dice)),
+            "mean_dice": float(np.mean(dice)), "summary": f"/x/{method}/{count}/{split}/summary.json"}
+
+
+@pytest.fixture
+def records() -> list[dict]:
+    rng = np.random.default_rng(0)
+    out = [record(m, c, s, tuple(rng.uniform(0.2, 0.9, 3))) for m in ("spcon", "baseline") for c in (1, 4)
+           for s in range(3)]
+    out.append(record("baseline", 8, 0, (0.8, 0.85, 0.9)))            # one split only
+    out = [r for r in out if not (r["method"] == "spcon" and r["num_labeled"] == 4 and r["split"] == 1)]
+    return sort_records(out, list(METHODS))
+
+
+def cells(table: str, label: str) -> list[str]:
+    row = next(line for line in table.splitlines() if line.startswith(f"| {label} |"))
+    return [c.strip() for c in row.strip("|").split("|")][1:]
+
+
+def test_mean_std_is_the_sample_std() -> None:
+    values = [0.5, 0.7, 0.65]
+    mean, std = mean_std(values)
+    assert mean == pytest.approx(np.mean(values)) and std == pytest.approx(np.std(values, ddof=1))
+    assert mean_std([0.3]) == (0.3, None)
+    assert mean_std_cell([0.3]) == "30.00 (n/a)"
+    assert mean_std_cell([0.5, 0.7]) == f"60.00 ({100 * np.std([0.5, 0.7], ddof=1):.2f})"
+    with pytest.raises(ValueError):
+        mean_std([])
+
+
+def test_table3_recomputes_from_the_splits(records: list[dict]) -> None:
+    table = table3_markdown(records)
+    sections = table.split("### ")[1:]
+    assert [s.splitlines()[0] for s in sections] == ["1 labeled scan", "4 labeled scans", "8 labeled scans"]
+    one = sections[0]
+    assert one.splitlines()[2] == ("| method | split 0 | split 1 | split 2 | RV mean (std) | MYO mean (std) | "
+                                   "LV mean (std) | mean (std) |")
+    # registry order: baseline before spcon
+    assert one.index("label of baseline") < one.index("label of spcon")
+    for method in ("baseline", "spcon"):
+        runs = [r for r in records if r["method"] == method and r["num_labeled"] == 1]
+        got = cells(one, f"label of {method}")
+        assert got[:3] == [f"{100 * r['mean_dice']:.2f}" for r in runs]
+        for i, c in enumerate(CLASSES):
+            values = 100 * np.array([r["dice"][c] for r in runs])
+            assert got[3 + i] == f"{values.mean():.2f} ({values.std(ddof=1):.2f})"
+        overall = 100 * np.array([r["mean_dice"] for r in runs])
+        assert got[6] == f"{overall.mean():.2f} ({overall.std(ddof=1):.2f})"
+    four = cells(sections[1], "label of spcon")
+    assert four[1] == "–"                                            # split 1 missing
+    kept = [r["mean_dice"] for r in records if r["method"] == "spcon" and r["num_labeled"] == 4]
+    assert len(kept) == 2 and four[-1] == mean_std_cell(kept)
+    assert cells(sections[2], "label of baseline") == ["85.00", "80.00 (n/a)", "85.00 (n/a)", "90.00 (n/a)",
+                                                        "85.00 (n/a)"]
+
+
+def test_table2_learning_curve(records: list[dict]) -> None:
+    table = table2_markdown(records)
+    assert table.splitlines()[0] == "| method | 1 labeled | 4 labeled | 8 labeled |"
+    for method in ("baseline", "spcon"):
+        expected = []
+        for count in (1, 4, 8):
+            values = [r["mean_dice"] for r in records if r["method"] == method and r["num_labeled"] == count]
+            expected.append(mean_std_cell(values) if values else "–")
+        assert cells(table, f"label of {method}") == expected
+    assert cells(table, "label of spcon")[2] == "–"
+    assert "ddof = 1" in results_markdown(records, "title")
+
+
+def test_csv_rows(records: list[dict]) -> None:
+    rows = list(csv.DictReader(io.StringIO(results_csv(records))))
+    assert len(rows) == len(records)
+    for row, r in zip(rows, records):
+        assert float(row["dice_mean"]) == r["mean_dice"] and float(row["dice_MYO"]) == r["dice"]["MYO"]
+        assert (row["method"], int(row["num_labeled"]), int(row["split"]), row["summary"]) == \
+            (r["method"], r["num_labeled"], r["split"], r["summary"])
+
+
+def test_dice_from_summary_reads_nnunet_keys() -> None:
+    summary = {"mean": {"1": {"Dice": 0.1, "IoU": 0.0}, "2": {"Dice": 0.25}, "3": {"Dice": float("nan")}},
+               "foreground_mean": {"Dice": 0.4}}
+    per_class, mean = dice_from_summary(summary, {3: "LV", 1: "RV", 2: "MYO"})
+    assert list(per_class) == ["RV", "MYO", "LV"] and per_class["RV"] == 0.1 and math.isnan(per_class["LV"])
+    assert mean == 0.4
+    with pytest.raises(KeyError):
+        dice_from_summary(summary, {4: "AA"})
+
+
+def test_write_results(records: list[dict], tmp_path: Path) -> None:
+    paths = write_results(tmp_path, records, {"dataset": "D"}, "title")
+    assert [p.name for p in paths] == ["results.json", "results.csv", "results.md", "learning_curve.png"]
+    assert paths[3].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not list(tmp_path.glob(".*"))                              # no temporary file left
+    plot_learning_curve(records[:1], tmp_path / "one.png")            # a single point draws too
+
+
+def test_registry() -> None:
+    assert [m.name for m in get_methods(["spcon", "baseline", "spcon"])] == ["spcon", "baseline"]
+    with pytest.raises(ValueError) as err:
+        get_methods(["baseline", "mt"])
+    assert "unknown method(s) mt" in str(err.value) and ", ".join(METHODS) in str(err.value)
+    for method in METHODS.values():
+        trainer = trainer_class(method.trainer)
+        assert trainer.schedule_role in ("finetune", "semisupervised"), method.name
+        if method.pretrainer:
+            pretrainer = trainer_class(method.pretrainer)
+            assert pretrainer.schedule_role == "pretrain" and trainer.schedule_role == "finetune"
+            needed = set(pretrainer.meta_label_weights) - {"position"} if not pretrainer.simclr else set()
+            assert needed == set(method.meta_labels), method.name
+    with pytest.raises(ValueError, match="not defined"):
+        trainer_class("NoSuchTrainer")
+
+
+def test_select_folds() -> None:
+    table = make_fold_table([f"c{i}" for i in range(6)], ["v0"], [1, 2, 6], repeats=3, seed=0)
+    assert [(f.num_labeled, f.split) for f in select_folds(table, None, None, "F")] == \
+        [(1, 0), (1, 1), (1, 2), (2, 0), (2, 1), (2, 2), (6, 0)]
+    assert [(f.num_labeled, f.split) for f in select_folds(table, [2, 1], [0], "F")] == [(2, 0), (1, 0)]
+    assert [(f.num_labeled, f.split) for f in select_folds(table, None, [1], "F")] == [(1, 1), (2, 1)]
+    assert [f.fold for f in select_folds(table, [6], None, "F")] == [6]
+    with pytest.raises(ValueError, match=r"F has no fold for \(labeled count, split\) \[\(6, 1\)\]") as err:
+        select_folds(table, [6], [0, 1], "F")
+    assert "1 labeled: split(s) 0, 1, 2; 2 labeled: split(s) 0, 1, 2; 6 labeled: split(s) 0" in str(err.value)
+    with pytest.raises(ValueError, match=r"no fold with labeled count \[3\]"):
+        select_folds(table, [3], None, "F")
+    with pytest.raises(ValueError, match=r"no fold with split \[5\]"):
+        select_folds(table, None, [5], "F")
