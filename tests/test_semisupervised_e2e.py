@@ -27,7 +27,7 @@ STEPS = 2 * 4          # smoke trainers: 2 epochs x 4 iterations
 LOG_KEYS = {
     MT: {"supervised_loss", "consistency_loss", "rampup_weight", "ema_decay"},
     SPCON_MT: {"supervised_loss", "consistency_loss", "contrastive_loss", "mean_positive_weight", "gamma",
-               "rampup_weight", "ema_decay"},
+               "rampup_weight", "ema_decay", "unweighted_loss_train", "unweighted_loss_val"},
     ENTMIN: {"supervised_loss", "entropy_loss", "rampup_weight"},
 }
 
@@ -102,6 +102,9 @@ def test_training_run(runs, trainer: str) -> None:
         assert log["gamma"] == [gamma_at(e, 2, 2.0, 50.0, 0.5) for e in range(2)]
         assert all(0 <= w <= 1 for w in log["mean_positive_weight"])
         assert (folder / "self_paced_weights" / "epoch_0001.png").is_file()
+        # the unweighted L_con of the same batches (every weight 1 >= w_ij) is never below L_sp
+        assert all(0 < u and w <= u + 1e-6 for w, u in zip(log["contrastive_loss"], log["unweighted_loss_train"]))
+        assert all(0 < u for u in log["unweighted_loss_val"])
 
 
 def test_student_and_exported_teacher_predict(tiny_dataset: TinyDataset, runs, results: Path,

@@ -170,11 +170,16 @@ def test_pretraining_checkpoint(tiny_dataset: TinyDataset, pretrain_run, monkeyp
     log = ckpt["logging"]
     assert log["gamma"] == [gamma_at(e, 2, 2.0, 50.0, 0.5) for e in range(2)]
     for key in ("mean_positive_weight", "contrastive_loss", "train_losses", "val_losses", "lrs",
-                "epoch_start_timestamps", "epoch_end_timestamps"):
+                "epoch_start_timestamps", "epoch_end_timestamps", "unweighted_loss_train", "unweighted_loss_val"):
         assert len(log[key]) == 2, key
         assert all(np.isfinite(v) for v in log[key]), (key, log[key])
     assert all(0.0 <= w <= 1.0 for w in log["mean_positive_weight"])
     assert log["contrastive_loss"] == log["train_losses"]
+    # the unweighted L_con of the same batches: every weight 1 >= w_ij, so never below L_sp
+    for weighted, unweighted in ((log["train_losses"], log["unweighted_loss_train"]),
+                                 (log["val_losses"], log["unweighted_loss_val"])):
+        assert all(0.0 < u and w <= u + 1e-6 for w, u in zip(weighted, unweighted)), (weighted, unweighted)
+    assert log["unweighted_loss_train"][0] > log["train_losses"][0] + 0.1   # gamma_start 2 drops most pairs
     assert "mean_fg_dice" not in log                             # no segmentation validation in pre-training
 
     # every key of the network, accepted by nnU-Net's -pretrained_weights loader for a fresh network

@@ -81,16 +81,31 @@ class MetaLabelContrast:
     # ------------------------------------------------------------------ loss
     def meta_label_loss(self, z: torch.Tensor, batch: dict) -> tuple[torch.Tensor, dict]:
         """sum_k lambda_k L_sp^k for projections z of shape (V*N, D), rows view-major."""
-        n = z.shape[0] // self.num_views
-        features = z.view(self.num_views, n, -1).transpose(0, 1)  # (N, V, D)
-        if self.simclr:
-            labels, lambdas = {"instance": None}, {"instance": 1.0}
-        else:
-            labels = {k: batch["meta"][k].to(self.device) for k in self.meta_label_weights}
-            lambdas = self.meta_label_weights
-        return combined_self_paced_supcon(features, labels, lambdas, temperature=self.temperature,
+        labels, lambdas = self._contrast_labels(batch)
+        return combined_self_paced_supcon(self._view_features(z), labels, lambdas, temperature=self.temperature,
                                           gamma=self.current_gamma, mode=self.weight_mode,
                                           correct_grad=self.correct_grad)
+
+    def _view_features(self, z: torch.Tensor) -> torch.Tensor:
+        """(V*N, D) view-major projections -> (N, V, D)."""
+        n = z.shape[0] // self.num_views
+        return z.view(self.num_views, n, -1).transpose(0, 1)
+
+    def _contrast_labels(self, batch: dict) -> tuple[dict, dict]:
+        """(labels by meta-label, lambda by meta-label) of a meta-label batch."""
+        if self.simclr:
+            return {"instance": None}, {"instance": 1.0}
+        return {k: batch["meta"][k].to(self.device) for k in self.meta_label_weights}, self.meta_label_weights
+
+    def unweighted_meta_label_loss(self, z: torch.Tensor, batch: dict) -> torch.Tensor:
+        """sum_k lambda_k L_con^k of the same projections with every weight 1 (gamma = inf), no
+        gradient: unlike L_sp, whose pace gamma admits more pairs as training goes on (so it
+        rises from 0), this falls when the encoder learns the meta-labels."""
+        labels, lambdas = self._contrast_labels(batch)
+        with torch.no_grad():
+            loss, _ = combined_self_paced_supcon(self._view_features(z.detach()), labels, lambdas,
+                                                 temperature=self.temperature, gamma=float("inf"))
+        return loss
 
     def primary_positive_weight(self, batch: dict, parts: dict) -> float:
         """Mean self-paced weight of the positive pairs of the primary meta-label."""

@@ -23,7 +23,10 @@ from spcl_nnunet.training.dataloading import wrap_in_augmenter
 from spcl_nnunet.training.lr_schedule import WarmupCosineLRScheduler
 from spcl_nnunet.training.progress import install_local_logger
 
-PRETRAIN_LOG_PANELS = [(("contrastive_loss", "mean_positive_weight"), ("gamma",))]
+# nnU-Net's first panel shows L_sp (train/val), which starts at 0 (every weight is 0 at gamma_start)
+# and rises as gamma admits pairs; the unweighted L_con of the same batches shows the learning
+PRETRAIN_LOG_PANELS = [(("contrastive_loss", "mean_positive_weight"), ("gamma",)),
+                       (("unweighted_loss_train", "unweighted_loss_val"), ())]
 
 
 class SPConPretrainTrainer(MetaLabelContrast, SPConTrainerBase):
@@ -31,6 +34,7 @@ class SPConPretrainTrainer(MetaLabelContrast, SPConTrainerBase):
 
     Meta-label weights, gamma schedule, batch shape: class attributes of ``MetaLabelContrast``."""
 
+    schedule_role = "pretrain"      # which SPCL_SCHEDULE overrides apply (training/schedules.py)
     lr_init: float = 5e-5           # warm-up from lr_init to lr_multiplier * lr_init, then cosine
     lr_multiplier: float = 400.0
     warmup_epochs: int = 10
@@ -78,11 +82,14 @@ class SPConPretrainTrainer(MetaLabelContrast, SPConTrainerBase):
         return dl_tr, dl_val
 
     # ------------------------------------------------------------------ loss
-    def contrastive_loss(self, batch: dict) -> tuple[torch.Tensor, dict[str, tuple[torch.Tensor, torch.Tensor]]]:
+    def contrastive_loss(self, batch: dict) -> tuple[torch.Tensor, dict[str, tuple[torch.Tensor, torch.Tensor]],
+                                                     torch.Tensor]:
+        """(L_sp, its parts, the unweighted L_con of the same projections) of one batch."""
         data = batch["data"].to(self.device, non_blocking=True)
         with autocast(self.device.type, enabled=True) if self.device.type == "cuda" else dummy_context():
             z = self.projector(self.unwrapped_network().encoder(data)[-1])
-        return self.meta_label_loss(z, batch)
+        loss, parts = self.meta_label_loss(z, batch)
+        return loss, parts, self.unweighted_meta_label_loss(z, batch)
 
     # ------------------------------------------------------------------ nnU-Net loop hooks
     def on_train_epoch_start(self):
@@ -100,13 +107,13 @@ class SPConPretrainTrainer(MetaLabelContrast, SPConTrainerBase):
 
     def train_step(self, batch: dict) -> dict:
         self.optimizer.zero_grad(set_to_none=True)
-        loss, parts = self.contrastive_loss(batch)
+        loss, parts, unweighted = self.contrastive_loss(batch)
         self.backward_and_step(loss, list(self.unwrapped_network().encoder.parameters()) +
                                list(self.projector.parameters()))
         if getattr(self, "_heatmap_pending", False):
             self._heatmap_pending = False
             self.save_heatmap(batch, parts)
-        return {"loss": loss.detach().cpu().numpy(),
+        return {"loss": loss.detach().cpu().numpy(), "unweighted_loss": float(unweighted),
                 "mean_positive_weight": self.primary_positive_weight(batch, parts)}
 
     def on_train_epoch_end(self, train_outputs: list[dict]):
@@ -115,17 +122,21 @@ class SPConPretrainTrainer(MetaLabelContrast, SPConTrainerBase):
         self.logger.log("contrastive_loss", loss, self.current_epoch)
         self.logger.log("mean_positive_weight",
                         float(np.mean([o["mean_positive_weight"] for o in train_outputs])), self.current_epoch)
+        self.logger.log("unweighted_loss_train", float(np.mean([o["unweighted_loss"] for o in train_outputs])),
+                        self.current_epoch)
 
     def on_validation_epoch_start(self):
         self.unwrapped_network().encoder.eval()
         self.projector.eval()
 
     def validation_step(self, batch: dict) -> dict:
-        loss, _ = self.contrastive_loss(batch)
-        return {"loss": loss.detach().cpu().numpy()}
+        loss, _, unweighted = self.contrastive_loss(batch)
+        return {"loss": loss.detach().cpu().numpy(), "unweighted_loss": float(unweighted)}
 
     def on_validation_epoch_end(self, val_outputs: list[dict]):
         self.logger.log("val_losses", float(np.mean([o["loss"] for o in val_outputs])), self.current_epoch)
+        self.logger.log("unweighted_loss_val", float(np.mean([o["unweighted_loss"] for o in val_outputs])),
+                        self.current_epoch)
 
     def on_epoch_end(self):
         self.logger.log("epoch_end_timestamps", time.time(), self.current_epoch)
@@ -133,6 +144,8 @@ class SPConPretrainTrainer(MetaLabelContrast, SPConTrainerBase):
         self.print_to_log_file(f"train contrastive loss {get('train_losses', -1):.4f}, "
                                f"val contrastive loss {get('val_losses', -1):.4f}, "
                                f"mean positive weight {get('mean_positive_weight', -1):.3f}")
+        self.print_to_log_file(f"unweighted contrastive loss (gamma = inf): train "
+                               f"{get('unweighted_loss_train', -1):.4f}, val {get('unweighted_loss_val', -1):.4f}")
         self.print_to_log_file(f"Epoch time: {get('epoch_end_timestamps', -1) - get('epoch_start_timestamps', -1):.2f} s")
         if (self.current_epoch + 1) % self.save_every == 0 and self.current_epoch != self.num_epochs - 1:
             self.save_checkpoint(join(self.output_folder, "checkpoint_latest.pth"))

@@ -40,9 +40,11 @@ class SemiSupervisedTrainer(SPConFinetuneTrainer):
 
     Subclasses implement ``unlabeled_terms`` (and may replace ``unlabeled_loader``)."""
 
+    schedule_role = "semisupervised"          # SPCL_SCHEDULE: the finetune overrides, then the semisupervised ones
     unlabeled_batch_size: int | None = None   # None: the labeled batch size
     rampup_epochs: float = 0.0                # sigmoid ramp-up exp(-5(1-t)^2) of the unlabeled weight (0: none)
     log_panels: list[Panel] = [(("supervised_loss",), ()), (("rampup_weight",), ())]
+    validation_log_keys: tuple[str, ...] = ()    # panel keys logged by the validation epoch, not by train steps
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
@@ -126,7 +128,7 @@ class SemiSupervisedTrainer(SPConFinetuneTrainer):
 
     def on_train_epoch_end(self, train_outputs: list[dict]):
         super().on_train_epoch_end(train_outputs)
-        logged = set(self.logger.local_logger.extra_keys) - set(self.epoch_values())
+        logged = set(self.logger.local_logger.extra_keys) - set(self.epoch_values()) - set(self.validation_log_keys)
         for key in sorted(logged):
             values = [o[key] for o in train_outputs if key in o]
             if not values:
@@ -234,9 +236,18 @@ class SPConMeanTeacherTrainer(MetaLabelContrast, MeanTeacherTrainer):
     encoder with ``-pretrained_weights`` (an ``SPConPretrainTrainer`` checkpoint)."""
 
     contrastive_weight: float = 5e-3          # lambda_sp
+    # L_sp rises from 0 as gamma admits pairs; the unweighted L_con of the same meta-label batches
+    # (train) and of meta-label batches of the validation scans (val) show the learning
     log_panels = [(("supervised_loss",), ("consistency_loss",)),
                   (("contrastive_loss", "mean_positive_weight"), ("gamma",)),
+                  (("unweighted_loss_train", "unweighted_loss_val"), ()),
                   (("rampup_weight",), ("ema_decay",))]
+    validation_log_keys = ("unweighted_loss_val",)
+
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.dataloader_contrastive_val = None
 
     def initialize(self):
         if self.num_views != 2:
@@ -255,6 +266,38 @@ class SPConMeanTeacherTrainer(MetaLabelContrast, MeanTeacherTrainer):
 
     def unlabeled_loader(self, pool: list[str]):
         return self.contrastive_loader(pool, self.single_target_training_transforms())
+
+    def get_dataloaders(self):
+        dl_tr, dl_val = super().get_dataloaders()
+        _, val_keys = self.training_pool()
+        loader = self.contrastive_loader(val_keys, self.single_target_training_transforms())
+        self.dataloader_contrastive_val = wrap_in_augmenter(loader, self.device.type == "cuda", validation=True)
+        next(self.dataloader_contrastive_val)
+        return dl_tr, dl_val
+
+    def on_train_end(self):
+        super().on_train_end()
+        if isinstance(self.dataloader_contrastive_val, NonDetMultiThreadedAugmenter):
+            self.dataloader_contrastive_val._finish()
+
+    def validation_step(self, batch: dict) -> dict:
+        """nnU-Net's segmentation validation step, plus the unweighted contrastive loss of one
+        meta-label batch of the validation scans."""
+        out = super().validation_step(batch)
+        meta = next(self.dataloader_contrastive_val)
+        with self.autocast_context():
+            z = self.projector(self.unwrapped_network().encoder(meta["data"].to(self.device, non_blocking=True))[-1])
+        out["unweighted_loss"] = float(self.unweighted_meta_label_loss(z, meta))
+        return out
+
+    def on_validation_epoch_start(self):
+        super().on_validation_epoch_start()
+        self.projector.eval()
+
+    def on_validation_epoch_end(self, val_outputs: list[dict]):
+        unweighted = float(np.mean([o.pop("unweighted_loss") for o in val_outputs]))
+        super().on_validation_epoch_end(val_outputs)
+        self.logger.log("unweighted_loss_val", unweighted, self.current_epoch)
 
     def epoch_values(self) -> dict[str, float]:
         return {**super().epoch_values(), "gamma": self.current_gamma}
@@ -275,12 +318,14 @@ class SPConMeanTeacherTrainer(MetaLabelContrast, MeanTeacherTrainer):
         skips = network.encoder(torch.cat([transform.apply(x), other_view]))
         student_logits = full_resolution(network.decoder([s[:n] for s in skips]))
         mt = transformation_consistency_loss(student_logits, teacher_logits, transform)
-        sp, parts = self.meta_label_loss(self.projector(skips[-1]), batch)
+        z = self.projector(skips[-1])
+        sp, parts = self.meta_label_loss(z, batch)
         if getattr(self, "_heatmap_pending", False):
             self._heatmap_pending = False
             self.save_heatmap(batch, parts)
         loss = self.consistency_weight * self.rampup_weight * mt + self.contrastive_weight * sp
         return loss, {"consistency_loss": mt.detach(), "contrastive_loss": sp.detach(),
+                      "unweighted_loss_train": self.unweighted_meta_label_loss(z, batch),
                       "mean_positive_weight": self.primary_positive_weight(batch, parts)}
 
     def extra_checkpoint_state(self) -> dict:
