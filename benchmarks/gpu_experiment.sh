@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# The acdc-profile experiment on one GPU (issue #8): baseline, spcon, mean-teacher and spcon-mt at
+# 1 labeled scan x 3 splits, --schedule gpu, --device cuda, trainings run 4 at a time.
+#
+# For a machine that has PyTorch (+ numpy, scipy, scikit-image, pandas, matplotlib) but not nnU-Net:
+#   here:   bash benchmarks/gpu_site.sh            # packs nnU-Net & co. into .gpu_site/site.tar.xz (~37 MiB)
+#   there:  bash benchmarks/gpu_experiment.sh      # with .gpu_site carried next to the checkout
+# Results (results.md/.json/.csv, learning_curve.png, the commands' logs) go to $OUT (default
+# ./gpu_experiment_out). Stops itself after SPCL_GPU_BUDGET_S seconds (default 470): the
+# experiment is resumable, so a second run in the same folder continues where it stopped.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+repo=$PWD
+out=${OUT:-$repo/gpu_experiment_out}
+budget=${SPCL_GPU_BUDGET_S:-470}
+mkdir -p "$out"
+start=$(date +%s)
+
+# --- nnU-Net & co. from the packed site, console scripts as small wrappers ------------------------
+site=${SPCL_GPU_SITE:-/tmp/spcl_site}
+if [ ! -d "$site/nnunetv2" ]; then
+    [ -f .gpu_site/site.tar.xz ] || { echo "missing .gpu_site/site.tar.xz: run benchmarks/gpu_site.sh here first" >&2; exit 2; }
+    mkdir -p "$site" && tar -C "$site" -xJf .gpu_site/site.tar.xz
+fi
+export PYTHONPATH="$site:$repo${PYTHONPATH:+:$PYTHONPATH}"
+bin=$site/spcl_bin
+mkdir -p "$bin"
+while read -r name target; do
+    printf '#!/bin/sh\nexec python3 -c "import sys; from %s import %s as f; sys.argv[0] = \\"%s\\"; sys.exit(f())" "$@"\n' \
+        "${target%%:*}" "${target##*:}" "$name" > "$bin/$name"
+    chmod +x "$bin/$name"
+done <<'ENTRIES'
+nnUNetv2_plan_and_preprocess nnunetv2.experiment_planning.plan_and_preprocess_entrypoints:plan_and_preprocess_entry
+nnUNetv2_train nnunetv2.run.run_training:run_training_entry
+nnUNetv2_predict nnunetv2.inference.predict_from_raw_data:predict_entry_point
+spcl_nnunet spcl_nnunet.cli:main
+ENTRIES
+export PATH="$bin:$PATH"
+python3 -c "import torch, nnunetv2, SimpleITK; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), torch.cuda.get_device_name(0) if torch.cuda.is_available() else '')" | tee "$out/versions.txt"
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader >> "$out/versions.txt" || true
+
+# --- data: the acdc profile, planned and preprocessed by nnU-Net ---------------------------------
+work=${SPCL_GPU_WORKDIR:-/tmp/spcl_gpu_experiment}
+export nnUNet_raw=$work/nnUNet_raw nnUNet_preprocessed=$work/nnUNet_preprocessed
+export nnUNet_n_proc_DA=${nnUNet_n_proc_DA:-3} nnUNet_def_n_proc=${nnUNet_def_n_proc:-4}
+mkdir -p "$nnUNet_raw" "$nnUNet_preprocessed"
+[ -d "$nnUNet_raw/Dataset910_SyntheticACDC" ] || spcl_nnunet synthetic -d 910 --profile acdc | tail -3
+
+# --- the experiment (resumable), stopped before the budget runs out ------------------------------
+left=$(( budget - ($(date +%s) - start) ))
+set +e
+timeout --signal=TERM --kill-after=20 "$left" spcl_nnunet experiment -d 910 \
+    --methods baseline spcon mean-teacher spcon-mt --labeled 1 --splits 0 1 2 \
+    --schedule gpu --device cuda --jobs 4 --workdir "$work/experiment" 2>&1 | tee "$out/experiment.log"
+status=${PIPESTATUS[0]}
+set -e
+for f in results.md results.json results.csv learning_curve.png; do
+    [ -f "$work/experiment/$f" ] && cp "$work/experiment/$f" "$out/"
+done
+echo "experiment exit status $status after $(( $(date +%s) - start )) s (124: stopped at the budget; run again to resume)"
+exit "$status"
