@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
+# Builds .gpu_site/site.tar.xz: the Python packages nnU-Net needs that the GPU machine lacks
 # (it has PyTorch, numpy, scipy, scikit-image, pandas, matplotlib ... but not nnU-Net), installed
 # for its Python 3.12 on x86-64. The wheels (SimpleITK alone is ~53 MB) are over the 64 MiB a
 # device call may carry, so they are installed here into one folder and packed with xz.
+# Run on this machine (needs the package index), then carry .gpu_site to the device (.gitignore
+# keeps it out of git):
+#   bash benchmarks/gpu_site.sh && ls -la .gpu_site
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
+out=.gpu_site
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 # binary wheels for CPython 3.12, x86-64 (no dependencies: the GPU image has the rest)
@@ -23,7 +28,7 @@ ls "$work/wheels"
     --platform any "$work"/wheels/*.whl 2>&1 \
     | grep -v "^WARNING: Location\|^WARNING: Target directory" || true
 mkdir -p "$out"
-tar -C "$work/site" -cJf "$out/site.tar.xz.tmp" .
+XZ_OPT=${XZ_OPT:--T0} tar -C "$work/site" -cJf "$out/site.tar.xz.tmp" .
 mv "$out/site.tar.xz.tmp" "$out/site.tar.xz"
 size=$(stat -c %s "$out/site.tar.xz")
 echo "$out/site.tar.xz: $((size / 1024 / 1024)) MiB"
