@@ -180,19 +180,22 @@ def test_acdc_profile_patient_groups() -> None:
     from spcl_nnunet.synthetic.render import render_scan
 
     stats = {}
-    for group in ("DCM", "HCM", "NOR"):
-        lv, ratio, ejection = [], [], []
+    for group in ("DCM", "HCM", "NOR", "ARV"):
+        lv, rv, ratio, ejection = [], [], [], []
         for p in _patients(replace(ACDC, pathologies=(group,)), 6):
             assert p.pathology == group
             _, ed = render_scan(p, "ED", np.random.default_rng(0))
             _, es = render_scan(p, "ES", np.random.default_rng(1))
             lv.append((ed == 3).sum())
+            rv.append((ed == 1).sum())
             ratio.append((ed == 2).sum() / (ed == 3).sum())
             ejection.append((es == 3).sum() / (ed == 3).sum())
-        stats[group] = np.mean(lv), np.mean(ratio), np.mean(ejection)
-    assert stats["DCM"][0] > 1.5 * stats["NOR"][0] > 1.5 * stats["HCM"][0]
-    assert stats["HCM"][1] > 2 * stats["NOR"][1] > 2 * stats["DCM"][1]
-    assert stats["DCM"][2] > 0.75 and stats["HCM"][2] < 0.5
+        stats[group] = {"lv": np.mean(lv), "rv": np.mean(rv), "myo/lv": np.mean(ratio), "es/ed": np.mean(ejection)}
+    dcm, hcm, nor, arv = stats["DCM"], stats["HCM"], stats["NOR"], stats["ARV"]
+    assert dcm["lv"] > 1.2 * nor["lv"] and nor["lv"] > 1.1 * hcm["lv"], stats
+    assert hcm["myo/lv"] > 1.3 * nor["myo/lv"] and nor["myo/lv"] > 1.2 * dcm["myo/lv"], stats
+    assert dcm["es/ed"] > nor["es/ed"] + 0.15 and nor["es/ed"] > hcm["es/ed"] + 0.08, stats
+    assert arv["rv"] > 1.3 * nor["rv"], stats
 
 
 def test_acdc_profile_dataset(tmp_path: Path) -> None:

@@ -139,21 +139,21 @@ def _apply_pathology(pathology: str, extra: np.random.Generator, params: dict, r
     returns the new cavity radius, wall thickness and infarct (angle, fraction)."""
     infarct = (0.0, 0.0)
     if pathology == "DCM":        # dilated: large cavity, thin wall, poor contraction
-        r_cav *= extra.uniform(1.3, 1.55)
-        wall *= extra.uniform(0.65, 0.85)
-        params["es_area"] = extra.uniform(0.78, 0.92)
+        r_cav *= extra.uniform(1.1, 1.25)
+        wall *= extra.uniform(0.8, 0.92)
+        params["es_area"] = extra.uniform(0.75, 0.9)
         params["es_myo_gain"] = 1.0
     elif pathology == "HCM":      # hypertrophic: thick wall, small cavity, strong contraction
-        r_cav *= extra.uniform(0.7, 0.85)
-        wall *= extra.uniform(1.5, 2.0)
-        params["es_area"] = extra.uniform(0.25, 0.45)
+        r_cav *= extra.uniform(0.85, 0.95)
+        wall *= extra.uniform(1.2, 1.45)
+        params["es_area"] = extra.uniform(0.35, 0.5)
         params["es_myo_gain"] = extra.uniform(1.1, 1.25)
     elif pathology == "MINF":     # infarct: a thinned, akinetic wall sector, larger cavity
-        r_cav *= extra.uniform(1.1, 1.3)
+        r_cav *= extra.uniform(1.05, 1.15)
         params["es_area"] = extra.uniform(0.72, 0.88)
-        infarct = (float(extra.uniform(0, 2 * math.pi)), float(extra.uniform(0.4, 0.65)))
+        infarct = (float(extra.uniform(0, 2 * math.pi)), float(extra.uniform(0.25, 0.45)))
     elif pathology == "ARV":      # abnormal right ventricle: dilated, reaching the apex, poor contraction
-        params["rv_ext"] *= extra.uniform(1.6, 2.2)
+        params["rv_ext"] *= extra.uniform(1.3, 1.6)
         params["rv_end"] = extra.uniform(0.9, 1.0)
         params["es_rv"] = extra.uniform(0.75, 0.9)
     elif pathology != "NOR":
