@@ -72,9 +72,9 @@ ACDC = Profile(
                 "100 patients split 87/4/9 as ACDC (174/8/18 scans), 64x64 px, 7-11 slices",
     n_patients=100, n_val_patients=4, n_test_patients=9, image_size=(64, 64), slices=(7, 11),
     labeled_counts=(1, 2, 4, 8),
-    centre_shift=0.1, rv_angle_deg=40.0, scale=(0.8, 1.25), breath_jitter=1.0,
+    centre_shift=0.1, rv_angle_deg=35.0, scale=(0.8, 1.25), breath_jitter=0.8,
     pathologies=PATHOLOGIES, distractors=True, basal_outflow_gap=True,
-    contrast_spread=0.0, gamma=(0.85, 1.2), bias_strength=0.35, noise=(0.02, 0.07), blur=(0.4, 0.8),
+    contrast_spread=0.0, gamma=(0.85, 1.2), bias_strength=0.3, noise=(0.015, 0.06), blur=(0.4, 0.6),
 )
 
 PROFILES = {p.name: p for p in (DEFAULT, ACDC)}

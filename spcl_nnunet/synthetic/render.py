@@ -144,9 +144,9 @@ def _apply_pathology(pathology: str, extra: np.random.Generator, params: dict, r
         params["es_area"] = extra.uniform(0.75, 0.9)
         params["es_myo_gain"] = 1.0
     elif pathology == "HCM":      # hypertrophic: thick wall, small cavity, strong contraction
-        r_cav *= extra.uniform(0.85, 0.95)
-        wall *= extra.uniform(1.2, 1.45)
-        params["es_area"] = extra.uniform(0.35, 0.5)
+        r_cav *= extra.uniform(0.88, 0.97)
+        wall *= extra.uniform(1.15, 1.35)
+        params["es_area"] = extra.uniform(0.4, 0.55)
         params["es_myo_gain"] = extra.uniform(1.1, 1.25)
     elif pathology == "MINF":     # infarct: a thinned, akinetic wall sector, larger cavity
         r_cav *= extra.uniform(1.05, 1.15)
