@@ -272,6 +272,7 @@ class Runner:
         self.failures: list[str] = []
         self.failed_runs = 0
         self.stopping = threading.Event()
+        self.tables_lock = threading.Lock()
 
     # ------------------------------------------------------------------ environment
     def base_env(self) -> dict[str, str]:
@@ -391,6 +392,8 @@ class Runner:
             self.failures.append(f"{name}: {err}")
             self.failed_runs += 1
             raise
+        if predicted != "reused":
+            self.write_tables(echo=False)
         seconds = time.time() - start
         worked = trained != "reused" or predicted != "reused"
         done, eta = self.progress.finished(seconds, worked)
@@ -475,8 +478,9 @@ class Runner:
             return 1
         return 0
 
-    def write_tables(self) -> list[Path]:
-        """Tables of every finished run recorded in the working folder (this dataset and schedule)."""
+    def write_tables(self, echo: bool = True) -> list[Path]:
+        """Tables of every finished run recorded in the working folder (this dataset and schedule);
+        rewritten after every finished run, so a long experiment shows its results as they come."""
         from spcl_nnunet.experiment.methods import METHODS
 
         records = [json.loads(p.read_text())
@@ -487,8 +491,10 @@ class Runner:
         header = {"dataset": self.plan.name, "dataset_id": self.config.dataset_id,
                   "schedule": self.config.schedule.name, "test_cases": sorted(self.plan.table.test)}
         title = f"{self.plan.name}: schedule {self.config.schedule.name!r}, {len(records)} run(s)"
-        paths = write_results(self.workdir, records, header, title)
-        self.out.write("\n" + table3_markdown(records) + "\n\n")
+        with self.tables_lock:
+            paths = write_results(self.workdir, records, header, title)
+        if echo:
+            self.out.write("\n" + table3_markdown(records) + "\n\n")
         return paths
 
 
