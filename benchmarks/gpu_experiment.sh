@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The acdc-profile experiment on one GPU (issue #8): baseline, spcon, mean-teacher and spcon-mt at
-# 1 labeled scan x 3 splits, --schedule gpu, --device cuda, trainings run 4 at a time.
+# 1 labeled scan x 3 splits, --schedule gpu, --device cuda, trainings run 8 at a time (13 trainings:
+# one shared pre-training + 12; two waves on one GPU).
 #
 # For a machine that has PyTorch (+ numpy, scipy, scikit-image, pandas, matplotlib) but not nnU-Net:
 #   here:   bash benchmarks/gpu_site.sh            # packs nnU-Net & co. into .gpu_site/site.tar.xz (~37 MiB)
@@ -13,6 +14,8 @@ cd "$(dirname "$0")/.."
 repo=$PWD
 out=${OUT:-$repo/gpu_experiment_out}
 budget=${SPCL_GPU_BUDGET_S:-470}
+# a dry run on a CPU machine: SPCL_GPU_SCHEDULE=smoke SPCL_GPU_DEVICE=cpu SPCL_GPU_JOBS=2
+schedule=${SPCL_GPU_SCHEDULE:-gpu} device=${SPCL_GPU_DEVICE:-cuda} jobs=${SPCL_GPU_JOBS:-8}
 mkdir -p "$out"
 start=$(date +%s)
 
@@ -43,6 +46,10 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader >>
 work=${SPCL_GPU_WORKDIR:-/tmp/spcl_gpu_experiment}
 export nnUNet_raw=$work/nnUNet_raw nnUNet_preprocessed=$work/nnUNet_preprocessed
 export nnUNet_n_proc_DA=${nnUNet_n_proc_DA:-3} nnUNet_def_n_proc=${nnUNet_def_n_proc:-4}
+# nnU-Net compiles the network on CUDA by default; 13 short trainings would each pay its compile
+# time (tens of seconds) out of the 8 minutes, so this run trains uncompiled (nnUNet_compile=t to
+# change that; the compiled path is the GPU check's business, issue #9)
+export nnUNet_compile=${nnUNet_compile:-f}
 mkdir -p "$nnUNet_raw" "$nnUNet_preprocessed"
 [ -d "$nnUNet_raw/Dataset910_SyntheticACDC" ] || spcl_nnunet synthetic -d 910 --profile acdc | tail -3
 
@@ -51,11 +58,20 @@ left=$(( budget - ($(date +%s) - start) ))
 set +e
 timeout --signal=TERM --kill-after=20 "$left" spcl_nnunet experiment -d 910 \
     --methods baseline spcon mean-teacher spcon-mt --labeled 1 --splits 0 1 2 \
-    --schedule gpu --device cuda --jobs 4 --workdir "$work/experiment" 2>&1 | tee "$out/experiment.log"
+    --schedule "$schedule" --device "$device" --jobs "$jobs" --workdir "$work/experiment" 2>&1 | tee "$out/experiment.log"
 status=${PIPESTATUS[0]}
 set -e
 for f in results.md results.json results.csv learning_curve.png; do
     [ -f "$work/experiment/$f" ] && cp "$work/experiment/$f" "$out/"
 done
+# every log (nnU-Net's training logs with their epoch times, the commands' logs, progress plots) in one file
+(cd "$work/experiment" && find . \( -name '*.log' -o -name 'training_log_*.txt' -o -name 'progress.png' \
+    -o -name 'summary.json' -o -name 'run.json' -o -name 'experiment.json' \) -print0 \
+    | tar --null -czf "$out/logs.tar.gz" -T -) || true
+if [ "$status" -ne 0 ] && [ "$status" -ne 124 ]; then
+    # a failed command: show the end of the logs that hold a traceback
+    grep -rl --include='*.log' --include='training_log_*.txt' Traceback "$work/experiment" 2>/dev/null \
+        | head -3 | while read -r log; do echo "=== $log"; tail -25 "$log"; done
+fi
 echo "experiment exit status $status after $(( $(date +%s) - start )) s (124: stopped at the budget; run again to resume)"
 exit "$status"

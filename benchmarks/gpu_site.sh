@@ -9,20 +9,22 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
-out=.gpu_site
+out=${SPCL_GPU_SITE_OUT:-.gpu_site}
+# the GPU machine's Python; another version only for a local dry run of gpu_experiment.sh
+pyver=${SPCL_GPU_PYTHON_VERSION:-3.12}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 # binary wheels for CPython 3.12, x86-64 (no dependencies: the GPU image has the rest)
 packages=(nnunetv2==2.8.1 SimpleITK batchgeneratorsv2 batchgenerators dynamic-network-architectures blosc2 ndindex
           numexpr nibabel yacs connected-components-3d)
-"$PY" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+"$PY" -m pip download -q --no-deps --only-binary=:all: --python-version "$pyver" --implementation cp \
     --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_24_x86_64 \
     --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 --platform manylinux1_x86_64 \
     -d "$work/wheels" "${packages[@]}" 2>&1 | grep -v "^WARNING: Location" || true
 # acvl-utils ships as a source distribution only (pure Python): build its wheel here
 "$PY" -m pip wheel -q --no-deps -w "$work/wheels" acvl-utils==0.2.6 2>&1 | grep -v "^WARNING: Location" || true
 ls "$work/wheels"
-"$PY" -m pip install -q --no-deps --no-compile --no-index --target "$work/site" --python-version 3.12 \
+"$PY" -m pip install -q --no-deps --no-compile --no-index --target "$work/site" --python-version "$pyver" \
     --implementation cp --only-binary=:all: --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 \
     --platform manylinux_2_24_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
     --platform any "$work"/wheels/*.whl 2>&1 \

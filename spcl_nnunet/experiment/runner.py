@@ -451,7 +451,11 @@ class Runner:
         try:
             self.prepare()
             pretrainings = {t: pool.submit(self.pretrain, t) for t in plan.pretrainers}
-            ordered = sorted(plan.runs, key=lambda run: run[0].pretrainer is not None)   # stable: scratch first
+            # one job: fold by fold (the pre-trainings were submitted first), so an interrupted experiment
+            # leaves whole splits; several jobs: scratch runs first, as a run that waits for its
+            # pre-training holds a job slot idle (sorted is stable: fold order within each group)
+            ordered = (plan.runs if plan.config.jobs == 1
+                       else sorted(plan.runs, key=lambda run: run[0].pretrainer is not None))
             futures = [pool.submit(self.run, m, f, pretrainings.get(m.pretrainer)) for m, f in ordered]
             for future in futures + list(pretrainings.values()):
                 future.exception()
