@@ -10,12 +10,16 @@ NNUNET_FOLDERS = ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")
 
 
 def trainers_dir() -> Path:
-    """The repository's ``trainers/`` folder (the package must be installed from a checkout, editable)."""
-    folder = Path(__file__).resolve().parent.parent / "trainers"
-    if not (folder / "spcon_pretraining.py").is_file():
-        raise FileNotFoundError(f"trainers folder not found at {folder}: install spcl-nnunet from a checkout with "
-                                f"'pip install -e .' so that nnUNet_extTrainer can point at its trainers/ folder")
-    return folder
+    """The folder of trainer modules that ``nnUNet_extTrainer`` must list: ``spcl_nnunet/trainers``
+    inside an installed wheel, else the checkout's ``trainers/`` (an editable install)."""
+    package = Path(__file__).resolve().parent
+    candidates = (package / "trainers", package.parent / "trainers")
+    for folder in candidates:
+        if (folder / "spcon_pretraining.py").is_file():
+            return folder
+    raise FileNotFoundError(f"spcl-nnunet's trainer modules were not found in {' or '.join(map(str, candidates))}: "
+                            f"reinstall spcl-nnunet ('pip install spcl-nnunet-*.whl', 'pip install git+URL', or "
+                            f"'pip install -e .' in a checkout)")
 
 
 def required_environment(root: str | os.PathLike[str], environ: dict[str, str] | None = None) -> dict[str, str]:
