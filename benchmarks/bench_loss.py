@@ -47,8 +47,33 @@ def supcon_reference(features: torch.Tensor, labels: torch.Tensor, temperature: 
     return -mean_log_prob_pos.mean()
 
 
-def ours(features: torch.Tensor, labels: torch.Tensor, gamma: float) -> torch.Tensor:
-    loss, _ = self_paced_supcon(features, labels, temperature=0.07, gamma=gamma, mode="soft")
+def supcon_khosla(features: torch.Tensor, labels: torch.Tensor, temperature: float = 0.07,
+                  base_temperature: float = 0.07) -> torch.Tensor:
+    """SupCon as Khosla et al.'s ``SupConLoss`` (HobbitLong/SupContrast) computes it, written here
+    from its description: the caller L2-normalises the features (done inside, so both sides do the
+    same work), labels -> a (B, B) equality mask repeated V x V, the self-pairs removed with a
+    scattered (n, n) mask, logits minus their row max, exp times the mask, log-probabilities,
+    mean over the positives, times -tau / base_tau, mean over the anchors."""
+    batch, views, _ = features.shape
+    features = F.normalize(features.float(), dim=-1)
+    contrast = torch.cat(torch.unbind(features, dim=1), dim=0)
+    anchor_dot_contrast = torch.div(contrast @ contrast.T, temperature)
+    logits_max, _ = torch.max(anchor_dot_contrast, dim=1, keepdim=True)
+    logits = anchor_dot_contrast - logits_max.detach()
+    labels = labels.contiguous().view(-1, 1)
+    mask = torch.eq(labels, labels.T).float().repeat(views, views)
+    n = batch * views
+    logits_mask = torch.scatter(torch.ones_like(mask), 1, torch.arange(n, device=features.device).view(-1, 1), 0)
+    mask = mask * logits_mask
+    exp_logits = torch.exp(logits) * logits_mask
+    log_prob = logits - torch.log(exp_logits.sum(1, keepdim=True))
+    mean_log_prob_pos = (mask * log_prob).sum(1) / mask.sum(1)
+    return (-(temperature / base_temperature) * mean_log_prob_pos).view(views, batch).mean()
+
+
+def ours(features: torch.Tensor, labels: torch.Tensor, gamma: float, return_weights: bool = False) -> torch.Tensor:
+    loss, _ = self_paced_supcon(features, labels, temperature=0.07, gamma=gamma, mode="soft",
+                                return_weights=return_weights)
     return loss
 
 
@@ -73,17 +98,44 @@ def fwd_bwd(fn, features: torch.Tensor, device: torch.device) -> float:
     return elapsed
 
 
-def check_agreement(sizes, dim, classes, device) -> list[tuple[int, float, float]]:
-    """Max |loss diff| and max |grad diff| between ours at gamma = inf and the reference."""
+def check_agreement(sizes, dim, classes, device) -> list[tuple[int, float, float, float, float]]:
+    """Max |loss diff| and max |grad diff| between ours at gamma = inf and each reference."""
     rows = []
     for two_n in sizes:
         features, labels = make_inputs(two_n, dim, classes, device, seed=two_n + 1)
         loss_a = ours(features, labels, float("inf"))
         (grad_a,) = torch.autograd.grad(loss_a, features)
-        loss_b = supcon_reference(features, labels)
-        (grad_b,) = torch.autograd.grad(loss_b, features)
-        rows.append((two_n, float((loss_a - loss_b).detach().abs()), float((grad_a - grad_b).abs().max())))
+        row = [two_n]
+        for reference in (supcon_reference, supcon_khosla):
+            loss_b = reference(features, labels)
+            (grad_b,) = torch.autograd.grad(loss_b, features)
+            row += [float((loss_a - loss_b).detach().abs()), float((grad_a - grad_b).abs().max())]
+        rows.append(tuple(row))
     return rows
+
+
+def peak_memory_mb(fn, features: torch.Tensor, device: torch.device) -> float:
+    """Peak memory of one forward + backward above what was allocated before it (MB): CUDA's
+    allocator statistics on a GPU; on the CPU, torch's profiler (the largest running sum of the
+    allocations and frees it records as ``[memory]`` events)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        before = torch.cuda.memory_allocated(device)
+        fn().backward()
+        torch.cuda.synchronize(device)
+        features.grad = None
+        return (torch.cuda.max_memory_allocated(device) - before) / 2**20
+    from torch.profiler import ProfilerActivity, profile
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn().backward()
+    features.grad = None
+    events = sorted((e for e in prof.events() if e.name == "[memory]"), key=lambda e: e.time_range.start)
+    running = peak = 0
+    for event in events:
+        running += event.cpu_memory_usage
+        peak = max(peak, running)
+    return peak / 2**20
 
 
 def repeats_for(two_n: int, scale: float) -> int:
@@ -115,22 +167,27 @@ def main() -> None:
           f"tau=0.07, ours: soft weights, gamma={args.gamma:g}; load average {os.getloadavg()[0]:.2f} "
           f"on {os.cpu_count()} CPUs")
 
-    print("\nagreement at gamma = inf (ours vs reference, float32)")
-    print(f"{'2N':>6} | {'|loss diff|':>12} | {'max |grad diff|':>15}")
-    for two_n, dloss, dgrad in check_agreement(args.sizes, args.dim, args.classes, device):
-        print(f"{two_n:>6} | {dloss:>12.3e} | {dgrad:>15.3e}")
+    print("\nagreement at gamma = inf (ours vs each reference, float32)")
+    print(f"{'2N':>6} | {'|loss diff| plain':>17} | {'max |grad diff|':>15} | {'|loss diff| Khosla':>18} | "
+          f"{'max |grad diff|':>15}")
+    for two_n, dl1, dg1, dl2, dg2 in check_agreement(args.sizes, args.dim, args.classes, device):
+        print(f"{two_n:>6} | {dl1:>17.3e} | {dg1:>15.3e} | {dl2:>18.3e} | {dg2:>15.3e}")
 
-    print("\nforward + backward, median ms per call")
-    header = (f"{'2N':>6} | {'repeats':>7} | {'ours (ms)':>10} | {'reference (ms)':>14} | {'ours / ref':>10} | "
-              f"{'ours, gamma=inf (ms)':>20} | {'inf / ref':>9}")
+    names = ["ours", "ours+weights", "ours, inf", "plain ref", "Khosla ref"]
+    print(f"\nforward + backward, median ms per call (ours: soft weights, gamma={args.gamma:g}, no weight matrix "
+          f"returned; ours+weights: the (n, n) matrix returned too; ours, inf: gamma = inf)")
+    header = (f"{'2N':>6} | {'repeats':>7} | " + " | ".join(f"{name:>12}" for name in names)
+              + f" | {'ours/plain':>10} | {'ours/Khosla':>11} | {'+w/plain':>8}")
     print(header)
     print("-" * len(header))
+    memory_rows = []
     for two_n in args.sizes:
         features, labels = make_inputs(two_n, args.dim, args.classes, device, seed=two_n)
-        ours_fn = lambda: ours(features, labels, args.gamma)  # noqa: E731
-        ref_fn = lambda: supcon_reference(features, labels)  # noqa: E731
-        inf_fn = lambda: ours(features, labels, float("inf"))  # noqa: E731
-        fns = [ours_fn, ref_fn, inf_fn]
+        fns = [lambda: ours(features, labels, args.gamma),
+               lambda: ours(features, labels, args.gamma, return_weights=True),
+               lambda: ours(features, labels, float("inf")),
+               lambda: supcon_reference(features, labels),
+               lambda: supcon_khosla(features, labels)]
         for _ in range(args.warmup):
             for fn in fns:
                 fwd_bwd(fn, features, device)
@@ -140,9 +197,14 @@ def main() -> None:
             for k in range(len(fns)):
                 j = (i + k) % len(fns)
                 times[j].append(fwd_bwd(fns[j], features, device))
-        t_ours, t_ref, t_inf = (statistics.median(t) * 1e3 for t in times)
-        print(f"{two_n:>6} | {repeats:>7} | {t_ours:>10.2f} | {t_ref:>14.2f} | {t_ours / t_ref:>10.2f} | "
-              f"{t_inf:>20.2f} | {t_inf / t_ref:>9.2f}")
+        t = [statistics.median(x) * 1e3 for x in times]
+        print(f"{two_n:>6} | {repeats:>7} | " + " | ".join(f"{v:>12.2f}" for v in t)
+              + f" | {t[0] / t[3]:>10.2f} | {t[0] / t[4]:>11.2f} | {t[1] / t[3]:>8.2f}")
+        if two_n == max(args.sizes):
+            memory_rows.append((two_n, [peak_memory_mb(fn, features, device) for fn in fns]))
+    for two_n, peaks in memory_rows:
+        print(f"\npeak memory of one forward + backward at 2N = {two_n} (MB): "
+              + ", ".join(f"{name} {p:.0f}" for name, p in zip(names, peaks)))
     print(f"load average at the end: {os.getloadavg()[0]:.2f} (above the thread count, other processes "
           f"competed for the CPUs and the absolute times are inflated)")
 

@@ -113,11 +113,16 @@ def self_paced_supcon(
     gamma: float = float("inf"),
     mode: str = "soft",
     correct_grad: bool = False,
-) -> tuple[Tensor, Tensor]:
+    return_weights: bool = True,
+) -> tuple[Tensor, Tensor | None]:
     """Self-paced supervised contrastive loss L_sp and the (n, n) pair-weight matrix.
 
     L_sp = mean_{i : |P(i)|>0} 1/|P(i)| sum_{j in P(i)} w_ij l_ij,
     l_ij = -log( exp(z_i.z_j/tau) / sum_{a != i} exp(z_i.z_a/tau) ), z = features / ||features||.
+
+    Computed without an (n, n) matrix of l_ij: with s_ij = z_i.z_j / tau and lse_i the log-sum-exp
+    of row i over a != i, l_ij = lse_i - s_ij, so sum_j w_ij l_ij = lse_i sum_j w_ij - sum_j w_ij s_ij,
+    and the soft weight is clamp((s_ij - lse_i + gamma) / gamma, 0, 1).
 
     Args:
         features: (B, V, D) features of B images with V views each (any scale).
@@ -126,10 +131,13 @@ def self_paced_supcon(
         gamma: learning pace gamma > 0; inf gives w = 1 (plain SupCon).
         mode: "soft" (linear regulariser) or "hard".
         correct_grad: divide the loss by the (detached) mean positive weight when it is > 0.
+        return_weights: build the (n, n) weight matrix of every pair (for heat-maps and the mean
+            positive weight); False returns None in its place and saves its cost.
 
     Returns:
         ``(loss, weights)``: a 0-d float32 loss, and detached float32 (n, n) weights w_ij for
-        every pair i != j (positives and negatives), zero on the diagonal.
+        every pair i != j (positives and negatives), zero on the diagonal (None when
+        ``return_weights`` is False).
     """
     if not isinstance(features, Tensor) or features.dim() != 3:
         shape = tuple(features.shape) if isinstance(features, Tensor) else type(features).__name__
@@ -158,28 +166,45 @@ def self_paced_supcon(
         anchor_zero = z.sum() * 0.0  # graph-connected zero
 
         if n < 2:  # no a != i: nothing to contrast
-            return anchor_zero, torch.zeros(n, n, dtype=torch.float32, device=device)
+            empty = torch.zeros(n, n, dtype=torch.float32, device=device) if return_weights else None
+            return anchor_zero, empty
 
-        eye = torch.eye(n, dtype=torch.bool, device=device)
-        logits = (z @ z.T) / temperature
-        lse = torch.logsumexp(logits.masked_fill(eye, float("-inf")), dim=1, keepdim=True)
-        pair_loss = (lse - logits).masked_fill(eye, 0.0)  # l_ij, finite everywhere
+        logits = (z * (1.0 / temperature)) @ z.T
+        # a == i leaves every sum: |s_ij| <= 1/tau, so a diagonal 100 below the smallest possible
+        # logit adds at most exp(-100) to a row sum >= 1 (lost to float32 rounding), and keeps
+        # 0 * s_ii finite; the in-place fill also stops the gradient of s_ii
+        logits.fill_diagonal_(-1.0 / temperature - 100.0)
+        lse = torch.logsumexp(logits, dim=1)
 
         with torch.no_grad():
-            weights = _pair_weights(pair_loss.detach(), gamma, mode).masked_fill(eye, 0.0)
+            pos = positive_mask(labels, batch_size, num_views, device=device)
+            num_pos = pos.sum(dim=1)
+            weights = None
+            if math.isinf(gamma):
+                pos_weights = pos.to(torch.float32)
+                if return_weights:
+                    weights = torch.ones(n, n, dtype=torch.float32, device=device).fill_diagonal_(0.0)
+            else:
+                shifted = logits - (lse - gamma).unsqueeze(1)  # gamma - l_ij
+                if mode == "soft":
+                    all_weights = shifted.mul_(1.0 / gamma).clamp_(0.0, 1.0)
+                else:
+                    all_weights = (shifted > 0).to(torch.float32)
+                all_weights.fill_diagonal_(0.0)
+                weights = all_weights.clone() if return_weights else None
+                pos_weights = all_weights.mul_(pos)
 
-        pos = positive_mask(labels, batch_size, num_views, device=device)
-        num_pos = pos.sum(dim=1)
         has_pos = num_pos > 0
         if not bool(has_pos.any()):
             return anchor_zero, weights
 
-        pos_f = pos.float()
-        per_anchor = (pos_f * weights * pair_loss).sum(dim=1) / num_pos.clamp_min(1).float()
+        row_weight = pos_weights.sum(dim=1)
+        weighted_logits = torch.bmm(pos_weights.unsqueeze(1), logits.unsqueeze(2)).view(n)  # sum_j w_ij s_ij
+        per_anchor = (lse * row_weight - weighted_logits) / num_pos.clamp_min(1).to(torch.float32)
         loss = per_anchor[has_pos].mean()
 
         if correct_grad:
-            mean_w = weights[pos].mean()
+            mean_w = row_weight.sum() / num_pos.sum()
             if bool(mean_w > 0):
                 loss = loss / mean_w
     return loss, weights

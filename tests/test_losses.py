@@ -477,3 +477,47 @@ def test_combined_scalar_gamma_and_key_mismatch():
         combined_self_paced_supcon(f, labels, {"a": 1.0, "b": 1.0}, gamma={"a": 1.0})
     with pytest.raises(ValueError, match="empty"):
         combined_self_paced_supcon(f, {}, {})
+
+
+# --------------------------------------------------------------------------------------------
+# return_weights=False: the same loss and gradient without the (n, n) weight matrix
+# --------------------------------------------------------------------------------------------
+@settings(max_examples=30, deadline=None)
+@given(
+    B=st.integers(1, 6),
+    V=st.integers(1, 3),
+    seed=st.integers(0, 10_000),
+    use_labels=st.booleans(),
+    gamma=st.sampled_from([INF, 0.5, 3.0, 50.0]),
+    mode=st.sampled_from(["soft", "hard"]),
+    correct_grad=st.booleans(),
+)
+def test_without_weights_same_loss_and_gradient(B, V, seed, use_labels, gamma, mode, correct_grad):
+    gen = torch.Generator().manual_seed(seed)
+    f = torch.randn(B, V, 4, generator=gen)
+    labels = torch.randint(0, 2, (B,), generator=gen) if use_labels else None
+    grads, losses = [], []
+    for return_weights in (True, False):
+        x = f.clone().requires_grad_(True)
+        loss, w = self_paced_supcon(x, labels, gamma=gamma, mode=mode, correct_grad=correct_grad,
+                                    return_weights=return_weights)
+        assert (w is None) == (not return_weights)
+        loss.backward()
+        grads.append(x.grad)
+        losses.append(loss.detach())
+    assert torch.equal(losses[0], losses[1])
+    assert torch.equal(grads[0], grads[1])
+
+
+def test_excluded_self_pair_never_leaks():
+    """The self-pair (a == i) must stay out of the log-sum-exp even when every other logit sits at
+    the lowest possible value: two antipodal views of one image give s_01 = -1/tau, so
+    l_01 = 0 exactly; any weight left on the self-pair would raise it (to log 2 at equal weight)."""
+    for tau in (0.01, 0.07, 1.0):
+        f = torch.tensor([[[1.0, 0.0], [-1.0, 0.0]]])
+        loss, _ = self_paced_supcon(f, None, temperature=tau)
+        assert loss.item() == pytest.approx(0.0, abs=1e-6)
+        g = np.array([[[1.0, 0.0], [-1.0, 0.0]], [[0.0, 1.0], [0.0, -1.0]]], dtype=np.float32)
+        loss, _ = self_paced_supcon(torch.from_numpy(g), torch.tensor([0, 1]), temperature=tau)
+        ref_loss, _, _ = reference(g, np.array([0, 1]), tau)
+        assert loss.item() == pytest.approx(ref_loss, rel=1e-5, abs=1e-5)
