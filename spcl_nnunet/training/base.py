@@ -10,7 +10,9 @@ import torch
 from nnunetv2.paths import nnUNet_raw
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from torch._dynamo import OptimizedModule
+from torch.nn.parallel import DistributedDataParallel
 
+from spcl_nnunet.distributed import average_gradients
 from spcl_nnunet.metalabels import META_LABELS_FILE, MetaLabels
 from spcl_nnunet.sidecars import load_sidecars
 from spcl_nnunet.splits import FOLDS_FILE, FoldTable
@@ -190,22 +192,31 @@ class SPConTrainerBase(nnUNetTrainer):
             regions=self.label_manager.foreground_regions if self.label_manager.has_regions else None,
             ignore_label=self.label_manager.ignore_label)
 
-    def backward_and_step(self, loss: torch.Tensor, params) -> None:
-        """nnU-Net's update: (scaled) backward, gradient norm clipped at 12, optimizer step."""
+    def backward_and_step(self, loss: torch.Tensor, params, average_across_processes: bool = False) -> None:
+        """nnU-Net's update: (scaled) backward, gradient norm clipped at 12, optimizer step.
+
+        ``average_across_processes``: under DDP, average ``params``' gradients over the processes
+        first (for a forward that bypassed the DDP-wrapped network, whose reducer then never arms)."""
         params = list(params)
         if self.grad_scaler is not None:
             self.grad_scaler.scale(loss).backward()
+            if average_across_processes:
+                average_gradients(params)
             self.grad_scaler.unscale_(self.optimizer)
             torch.nn.utils.clip_grad_norm_(params, 12)
             self.grad_scaler.step(self.optimizer)
             self.grad_scaler.update()
         else:
             loss.backward()
+            if average_across_processes:
+                average_gradients(params)
             torch.nn.utils.clip_grad_norm_(params, 12)
             self.optimizer.step()
 
     def unwrapped_network(self) -> torch.nn.Module:
-        mod = self.network.module if self.is_ddp else self.network
+        """The plain network, also before nnU-Net wraps it in DDP (``configure_optimizers`` runs
+        first) and under ``torch.compile``."""
+        mod = self.network.module if isinstance(self.network, DistributedDataParallel) else self.network
         return mod._orig_mod if isinstance(mod, OptimizedModule) else mod
 
     def base_checkpoint(self) -> dict:

@@ -12,6 +12,8 @@ from os.path import join
 
 import torch
 
+from spcl_nnunet.distributed import (broadcast_module, gather_objects, gather_tensor, gather_with_grad,
+                                     per_rank_count, world_size)
 from spcl_nnunet.heads import ProjectionHead
 from spcl_nnunet.heatmap import save_weight_heatmap
 from spcl_nnunet.losses import combined_self_paced_supcon, mean_positive_weight
@@ -54,7 +56,18 @@ class MetaLabelContrast:
     def make_projector(self) -> ProjectionHead:
         channels = int(self.unwrapped_network().encoder.output_channels[-1])
         self.projector = ProjectionHead(channels).to(self.device)
+        broadcast_module(self.projector)   # outside DDP: every rank starts from rank 0's projector
         return self.projector
+
+    def scans_per_rank(self) -> int:
+        """Scans of this process's meta-label batch: the global count (``num_scans_per_batch``, or
+        the plan's batch size // slice partitions) split evenly over the processes."""
+        partitions = self.meta_labels.slice_partitions
+        if self.num_scans_per_batch:
+            return per_rank_count(self.num_scans_per_batch, "num_scans_per_batch")
+        total = max(1, int(self.configuration_manager.batch_size) // partitions)
+        return per_rank_count(total, f"the plan's batch size {self.configuration_manager.batch_size} // "
+                                     f"{partitions} slice partitions (scans per meta-label batch)")
 
     def contrastive_loader(self, keys: list[str], transforms) -> ContrastiveDataLoader:
         dataset = self.dataset_class(self.preprocessed_dataset_folder, keys)
@@ -63,7 +76,7 @@ class MetaLabelContrast:
         slice_parts = partitions_for_cases(counts, properties, partitions)
         case_keys = [] if self.simclr else [k for k in self.meta_label_weights if k != "position"]
         case_codes = {k: self.meta_labels.encode(k, keys) for k in case_keys}
-        num_scans = self.num_scans_per_batch or max(1, self.batch_size // partitions)
+        num_scans = self.scans_per_rank()
         self.print_to_log_file(f"contrastive loader: {len(keys)} scans, {sum(counts.values())} slices, "
                                f"slices per partition {partition_counts(slice_parts.values(), partitions).tolist()}, "
                                f"{num_scans} scans x {partitions} slices x {self.num_views} views per batch")
@@ -79,10 +92,20 @@ class MetaLabelContrast:
         return self.current_gamma
 
     # ------------------------------------------------------------------ loss
-    def meta_label_loss(self, z: torch.Tensor, batch: dict) -> tuple[torch.Tensor, dict]:
-        """sum_k lambda_k L_sp^k for projections z of shape (V*N, D), rows view-major."""
+    def global_contrast_batch(self, z: torch.Tensor, batch: dict) -> tuple[torch.Tensor, dict]:
+        """(N, V, D) features of the meta-label batch of every process (rank order, gathered with
+        gradient) and that global batch's meta-labels and case names. With one process: this
+        process's own batch."""
+        features = gather_with_grad(self._view_features(z))
+        if world_size() == 1:
+            return features, batch
+        meta = {k: gather_tensor(v.to(self.device)) for k, v in batch.get("meta", {}).items()}
+        return features, {"meta": meta, "keys": gather_objects(batch["keys"])}
+
+    def meta_label_loss(self, features: torch.Tensor, batch: dict) -> tuple[torch.Tensor, dict]:
+        """sum_k lambda_k L_sp^k of (N, V, D) features (``global_contrast_batch``)."""
         labels, lambdas = self._contrast_labels(batch)
-        return combined_self_paced_supcon(self._view_features(z), labels, lambdas, temperature=self.temperature,
+        return combined_self_paced_supcon(features, labels, lambdas, temperature=self.temperature,
                                           gamma=self.current_gamma, mode=self.weight_mode,
                                           correct_grad=self.correct_grad)
 
@@ -97,14 +120,15 @@ class MetaLabelContrast:
             return {"instance": None}, {"instance": 1.0}
         return {k: batch["meta"][k].to(self.device) for k in self.meta_label_weights}, self.meta_label_weights
 
-    def unweighted_meta_label_loss(self, z: torch.Tensor, batch: dict) -> torch.Tensor:
-        """sum_k lambda_k L_con^k of the same projections with every weight 1 (gamma = inf), no
+    def unweighted_meta_label_loss(self, features: torch.Tensor, batch: dict) -> torch.Tensor:
+        """sum_k lambda_k L_con^k of the same features with every weight 1 (gamma = inf), no
         gradient: unlike L_sp, whose pace gamma admits more pairs as training goes on (so it
         rises from 0), this falls when the encoder learns the meta-labels."""
         labels, lambdas = self._contrast_labels(batch)
         with torch.no_grad():
-            loss, _ = combined_self_paced_supcon(self._view_features(z.detach()), labels, lambdas,
-                                                 temperature=self.temperature, gamma=float("inf"))
+            loss, _ = combined_self_paced_supcon(features.detach(), labels, lambdas,
+                                                 temperature=self.temperature, gamma=float("inf"),
+                                                 return_weights=False)
         return loss
 
     def primary_positive_weight(self, batch: dict, parts: dict) -> float:

@@ -83,13 +83,15 @@ class SPConPretrainTrainer(MetaLabelContrast, SPConTrainerBase):
 
     # ------------------------------------------------------------------ loss
     def contrastive_loss(self, batch: dict) -> tuple[torch.Tensor, dict[str, tuple[torch.Tensor, torch.Tensor]],
-                                                     torch.Tensor]:
-        """(L_sp, its parts, the unweighted L_con of the same projections) of one batch."""
+                                                     torch.Tensor, dict]:
+        """(L_sp, its parts, the unweighted L_con of the same projections, the global batch) of one
+        batch; under DDP the loss is that of every process's batch together (``global_contrast_batch``)."""
         data = batch["data"].to(self.device, non_blocking=True)
         with autocast(self.device.type, enabled=True) if self.device.type == "cuda" else dummy_context():
             z = self.projector(self.unwrapped_network().encoder(data)[-1])
-        loss, parts = self.meta_label_loss(z, batch)
-        return loss, parts, self.unweighted_meta_label_loss(z, batch)
+        features, global_batch = self.global_contrast_batch(z, batch)
+        loss, parts = self.meta_label_loss(features, global_batch)
+        return loss, parts, self.unweighted_meta_label_loss(features, global_batch), global_batch
 
     # ------------------------------------------------------------------ nnU-Net loop hooks
     def on_train_epoch_start(self):
@@ -107,14 +109,16 @@ class SPConPretrainTrainer(MetaLabelContrast, SPConTrainerBase):
 
     def train_step(self, batch: dict) -> dict:
         self.optimizer.zero_grad(set_to_none=True)
-        loss, parts, unweighted = self.contrastive_loss(batch)
+        loss, parts, unweighted, global_batch = self.contrastive_loss(batch)
+        # the encoder and projector are called outside DDP's forward, so its reducer never arms:
+        # their gradients are averaged over the processes here (identity with one process)
         self.backward_and_step(loss, list(self.unwrapped_network().encoder.parameters()) +
-                               list(self.projector.parameters()))
+                               list(self.projector.parameters()), average_across_processes=True)
         if getattr(self, "_heatmap_pending", False):
             self._heatmap_pending = False
-            self.save_heatmap(batch, parts)
+            self.save_heatmap(global_batch, parts)
         return {"loss": loss.detach().cpu().numpy(), "unweighted_loss": float(unweighted),
-                "mean_positive_weight": self.primary_positive_weight(batch, parts)}
+                "mean_positive_weight": self.primary_positive_weight(global_batch, parts)}
 
     def on_train_epoch_end(self, train_outputs: list[dict]):
         loss = float(np.mean([o["loss"] for o in train_outputs]))
@@ -130,7 +134,7 @@ class SPConPretrainTrainer(MetaLabelContrast, SPConTrainerBase):
         self.projector.eval()
 
     def validation_step(self, batch: dict) -> dict:
-        loss, _, unweighted = self.contrastive_loss(batch)
+        loss, _, unweighted, _ = self.contrastive_loss(batch)
         return {"loss": loss.detach().cpu().numpy(), "unweighted_loss": float(unweighted)}
 
     def on_validation_epoch_end(self, val_outputs: list[dict]):

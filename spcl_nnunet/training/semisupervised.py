@@ -287,7 +287,7 @@ class SPConMeanTeacherTrainer(MetaLabelContrast, MeanTeacherTrainer):
         meta = next(self.dataloader_contrastive_val)
         with self.autocast_context():
             z = self.projector(self.unwrapped_network().encoder(meta["data"].to(self.device, non_blocking=True))[-1])
-        out["unweighted_loss"] = float(self.unweighted_meta_label_loss(z, meta))
+        out["unweighted_loss"] = float(self.unweighted_meta_label_loss(*self.global_contrast_batch(z, meta)))
         return out
 
     def on_validation_epoch_start(self):
@@ -318,15 +318,15 @@ class SPConMeanTeacherTrainer(MetaLabelContrast, MeanTeacherTrainer):
         skips = network.encoder(torch.cat([transform.apply(x), other_view]))
         student_logits = full_resolution(network.decoder([s[:n] for s in skips]))
         mt = transformation_consistency_loss(student_logits, teacher_logits, transform)
-        z = self.projector(skips[-1])
-        sp, parts = self.meta_label_loss(z, batch)
+        features, global_batch = self.global_contrast_batch(self.projector(skips[-1]), batch)
+        sp, parts = self.meta_label_loss(features, global_batch)
         if getattr(self, "_heatmap_pending", False):
             self._heatmap_pending = False
-            self.save_heatmap(batch, parts)
+            self.save_heatmap(global_batch, parts)
         loss = self.consistency_weight * self.rampup_weight * mt + self.contrastive_weight * sp
         return loss, {"consistency_loss": mt.detach(), "contrastive_loss": sp.detach(),
-                      "unweighted_loss_train": self.unweighted_meta_label_loss(z, batch),
-                      "mean_positive_weight": self.primary_positive_weight(batch, parts)}
+                      "unweighted_loss_train": self.unweighted_meta_label_loss(features, global_batch),
+                      "mean_positive_weight": self.primary_positive_weight(global_batch, parts)}
 
     def extra_checkpoint_state(self) -> dict:
         return {**super().extra_checkpoint_state(), **self.contrastive_checkpoint_state()}

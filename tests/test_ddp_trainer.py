@@ -1,0 +1,92 @@
+"""SP-Con pre-training under a 2-process process group (gloo, CPU), as ``-num_gpus 2`` runs it.
+
+nnU-Net's own DDP launch needs CUDA (nccl, ``set_device``); here each process joins a gloo group,
+builds the trainer through nnU-Net's ``get_trainer_from_args`` and runs nnU-Net's ``on_train_start``
+(initialize, DDP wrapping, loaders) and a few real ``train_step`` calls on its own random batches
+(../shared/docs/ddp.md). Two CPU-only adjustments: the device nnU-Net forces to ``cuda:rank`` is
+set back to the CPU, and DDP gets ``device_ids=None`` (CPU modules take none).
+
+Oracle: the processes start from different random weights and draw different batches, yet after
+the steps their encoders and projectors are identical and their losses equal (DDP's start-up
+broadcast, the projector broadcast, the global contrastive batch and the averaged gradients).
+Negative control: without the gradient averaging the ranks diverge.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+from nnunet_helpers import TINY_ID
+
+pytestmark = pytest.mark.e2e
+WORLD = 2
+STEPS = 3
+
+
+def _worker(rank: int, store: str, env: dict, out: str, average: bool) -> None:
+    os.environ.update(env)
+    import numpy as np
+    import torch.distributed as dist
+
+    np.random.seed(100 + rank)           # different batches and different initial weights per rank
+    torch.manual_seed(100 + rank)
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=WORLD)
+    try:
+        import nnunetv2.training.nnUNetTrainer.nnUNetTrainer as nnunet_trainer
+        from nnunetv2.run.run_training import get_trainer_from_args
+        from torch.nn.parallel import DistributedDataParallel
+
+        nnunet_trainer.DDP = lambda module, device_ids=None, **kw: DistributedDataParallel(module, **kw)
+        if not average:
+            import spcl_nnunet.training.base as base
+
+            base.average_gradients = lambda params: None
+        trainer = get_trainer_from_args(str(TINY_ID), "2d", 0, "SPConPretrainTrainer", device=torch.device("cpu"))
+        trainer.device, trainer.grad_scaler = torch.device("cpu"), None
+        trainer.gamma_start = trainer.gamma_end = 1000.0    # every pair from the first step (gamma 2 admits none)
+        trainer.on_train_start()
+        trainer.on_train_epoch_start()
+        start = {k: v.clone() for k, v in trainer.unwrapped_network().encoder.state_dict().items()}
+        batches = [next(trainer.dataloader_train) for _ in range(STEPS)]
+        losses = [float(trainer.train_step(batch)["loss"]) for batch in batches]
+        state = {f"encoder.{k}": v for k, v in trainer.unwrapped_network().encoder.state_dict().items()}
+        state.update({f"projector.{k}": v for k, v in trainer.projector.state_dict().items()})
+        moved = [k for k, v in trainer.unwrapped_network().encoder.state_dict().items() if not torch.equal(v, start[k])]
+        torch.save({"losses": losses, "state": state, "moved": moved, "scans": trainer.scans_per_rank(),
+                    "keys": [b["keys"] for b in batches]}, f"{out}.{rank}")
+    finally:
+        dist.destroy_process_group()
+
+
+def _run(tmp_path: Path, env: dict, average: bool) -> list[dict]:
+    out = str(tmp_path / "rank")
+    mp.spawn(_worker, args=(str(tmp_path / "store"), env, out, average), nprocs=WORLD, join=True)
+    return [torch.load(f"{out}.{r}", weights_only=False) for r in range(WORLD)]
+
+
+def _env(tiny_dataset, tmp_path: Path) -> dict:
+    return {**tiny_dataset.env(tmp_path / "results"), "nnUNet_compile": "f", "nnUNet_n_proc_DA": "0",
+            "SPCL_SCHEDULE": "smoke"}
+
+
+def test_pretraining_under_two_processes_keeps_the_ranks_equal(tiny_dataset, tmp_path: Path) -> None:
+    ranks = _run(tmp_path, _env(tiny_dataset, tmp_path), average=True)
+    assert ranks[0]["scans"] == ranks[1]["scans"] == 1            # smoke: 2 scans per batch over 2 processes
+    assert ranks[0]["keys"] != ranks[1]["keys"]                   # each rank drew its own scans
+    assert all(loss > 0 for loss in ranks[0]["losses"]) and ranks[0]["moved"]   # the steps did update
+    assert ranks[0]["losses"] == ranks[1]["losses"]               # one loss: the global batch's
+    for key, value in ranks[0]["state"].items():
+        assert torch.equal(value, ranks[1]["state"][key]), f"{key} differs between the ranks"
+
+
+def test_without_gradient_averaging_the_ranks_diverge(tiny_dataset, tmp_path: Path) -> None:
+    """Negative control: the test above must be able to fail."""
+    ranks = _run(tmp_path, _env(tiny_dataset, tmp_path), average=False)
+    differing = [k for k, v in ranks[0]["state"].items()
+                 if k.endswith("weight") and not torch.equal(v, ranks[1]["state"][k])]
+    assert differing, "the ranks stayed equal without averaging their gradients"
