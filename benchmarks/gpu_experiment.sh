@@ -19,28 +19,8 @@ schedule=${SPCL_GPU_SCHEDULE:-gpu} device=${SPCL_GPU_DEVICE:-cuda} jobs=${SPCL_G
 mkdir -p "$out"
 start=$(date +%s)
 
-# --- nnU-Net & co. from the packed site, console scripts as small wrappers ------------------------
-site=${SPCL_GPU_SITE:-/tmp/spcl_site}
-if [ ! -d "$site/nnunetv2" ]; then
-    [ -f .gpu_site/site.tar.xz ] || { echo "missing .gpu_site/site.tar.xz: run benchmarks/gpu_site.sh here first" >&2; exit 2; }
-    mkdir -p "$site" && tar -C "$site" -xJf .gpu_site/site.tar.xz
-fi
-export PYTHONPATH="$site:$repo${PYTHONPATH:+:$PYTHONPATH}"
-bin=$site/spcl_bin
-mkdir -p "$bin"
-while read -r name target; do
-    printf '#!/bin/sh\nexec python3 -c "import sys; from %s import %s as f; sys.argv[0] = \\"%s\\"; sys.exit(f())" "$@"\n' \
-        "${target%%:*}" "${target##*:}" "$name" > "$bin/$name"
-    chmod +x "$bin/$name"
-done <<'ENTRIES'
-nnUNetv2_plan_and_preprocess nnunetv2.experiment_planning.plan_and_preprocess_entrypoints:plan_and_preprocess_entry
-nnUNetv2_train nnunetv2.run.run_training:run_training_entry
-nnUNetv2_predict nnunetv2.inference.predict_from_raw_data:predict_entry_point
-spcl_nnunet spcl_nnunet.cli:main
-ENTRIES
-export PATH="$bin:$PATH"
-python3 -c "import torch, nnunetv2, SimpleITK; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), torch.cuda.get_device_name(0) if torch.cuda.is_available() else '')" | tee "$out/versions.txt"
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader >> "$out/versions.txt" || true
+# --- nnU-Net & co. from the packed site (benchmarks/gpu_env.sh) -------------------------------
+source "$repo/benchmarks/gpu_env.sh"
 
 # --- data: the acdc profile, planned and preprocessed by nnU-Net ---------------------------------
 work=${SPCL_GPU_WORKDIR:-/tmp/spcl_gpu_experiment}
