@@ -116,8 +116,9 @@ def check_agreement(sizes, dim, classes, device) -> list[tuple[int, float, float
 
 def peak_memory_mb(fn, features: torch.Tensor, device: torch.device) -> float:
     """Peak memory of one forward + backward above what was allocated before it (MB): CUDA's
-    allocator statistics on a GPU; on the CPU, torch's profiler (the largest running sum of the
-    allocations and frees it records as ``[memory]`` events)."""
+    allocator statistics on a GPU; on the CPU, torch's profiler: the largest running sum, in time
+    order, of every event's own allocations minus frees (``self_cpu_memory_usage``: an operator's
+    allocations without those of the operators it calls; frees come as ``[memory]`` events)."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
@@ -130,10 +131,10 @@ def peak_memory_mb(fn, features: torch.Tensor, device: torch.device) -> float:
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         fn().backward()
     features.grad = None
-    events = sorted((e for e in prof.events() if e.name == "[memory]"), key=lambda e: e.time_range.start)
+    events = sorted((e for e in prof.events() if e.self_cpu_memory_usage != 0), key=lambda e: e.time_range.start)
     running = peak = 0
     for event in events:
-        running += event.cpu_memory_usage
+        running += event.self_cpu_memory_usage
         peak = max(peak, running)
     return peak / 2**20
 
