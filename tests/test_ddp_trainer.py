@@ -1,4 +1,4 @@
-"""SP-Con pre-training under a 2-process process group (gloo, CPU), as ``-num_gpus 2`` runs it.
+"""The trainers under a 2-process process group (gloo, CPU), as ``-num_gpus 2`` runs them.
 
 nnU-Net's own DDP launch needs CUDA (nccl, ``set_device``); here each process joins a gloo group,
 builds the trainer through nnU-Net's ``get_trainer_from_args`` and runs nnU-Net's ``on_train_start``
@@ -7,9 +7,11 @@ builds the trainer through nnU-Net's ``get_trainer_from_args`` and runs nnU-Net'
 set back to the CPU, and DDP gets ``device_ids=None`` (CPU modules take none).
 
 Oracle: the processes start from different random weights and draw different batches, yet after
-the steps their encoders and projectors are identical and their losses equal (DDP's start-up
-broadcast, the projector broadcast, the global contrastive batch and the averaged gradients).
-Negative control: without the gradient averaging the ranks diverge.
+the steps their networks, projectors and Mean Teacher teachers are identical (DDP's start-up
+broadcast and all-reduce, the projector broadcast, the global contrastive batch, the gradients of
+parameters outside DDP averaged by hand, the EMA of identical students) and, where the loss is the
+global contrastive one, their losses are equal. Negative control: without the hand averaging, the
+pre-training's encoders and SP-Con + Mean Teacher's projectors diverge.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ WORLD = 2
 STEPS = 3
 
 
-def _worker(rank: int, store: str, env: dict, out: str, average: bool) -> None:
+def _worker(rank: int, store: str, env: dict, out: str, average: bool, trainer_name: str) -> None:
     os.environ.update(env)
     import numpy as np
     import torch.distributed as dist
@@ -46,26 +48,30 @@ def _worker(rank: int, store: str, env: dict, out: str, average: bool) -> None:
             import spcl_nnunet.training.base as base
 
             base.average_gradients = lambda params: None
-        trainer = get_trainer_from_args(str(TINY_ID), "2d", 0, "SPConPretrainTrainer", device=torch.device("cpu"))
+        trainer = get_trainer_from_args(str(TINY_ID), "2d", 0, trainer_name, device=torch.device("cpu"))
         trainer.device, trainer.grad_scaler = torch.device("cpu"), None
         trainer.gamma_start = trainer.gamma_end = 1000.0    # every pair from the first step (gamma 2 admits none)
         trainer.on_train_start()
         trainer.on_train_epoch_start()
-        start = {k: v.clone() for k, v in trainer.unwrapped_network().encoder.state_dict().items()}
+        start = {k: v.clone() for k, v in trainer.unwrapped_network().state_dict().items()}
         batches = [next(trainer.dataloader_train) for _ in range(STEPS)]
         losses = [float(trainer.train_step(batch)["loss"]) for batch in batches]
-        state = {f"encoder.{k}": v for k, v in trainer.unwrapped_network().encoder.state_dict().items()}
-        state.update({f"projector.{k}": v for k, v in trainer.projector.state_dict().items()})
-        moved = [k for k, v in trainer.unwrapped_network().encoder.state_dict().items() if not torch.equal(v, start[k])]
-        torch.save({"losses": losses, "state": state, "moved": moved, "scans": trainer.scans_per_rank(),
+        state = {f"network.{k}": v for k, v in trainer.unwrapped_network().state_dict().items()}
+        if getattr(trainer, "projector", None) is not None:
+            state.update({f"projector.{k}": v for k, v in trainer.projector.state_dict().items()})
+        if getattr(trainer, "teacher", None) is not None:
+            state.update({f"teacher.{k}": v for k, v in trainer.teacher.module.state_dict().items()})
+        moved = [k for k, v in trainer.unwrapped_network().state_dict().items() if not torch.equal(v, start[k])]
+        scans = trainer.scans_per_rank() if hasattr(trainer, "scans_per_rank") else None
+        torch.save({"losses": losses, "state": state, "moved": moved, "scans": scans,
                     "keys": [b["keys"] for b in batches]}, f"{out}.{rank}")
     finally:
         dist.destroy_process_group()
 
 
-def _run(tmp_path: Path, env: dict, average: bool) -> list[dict]:
+def _run(tmp_path: Path, env: dict, average: bool, trainer: str = "SPConPretrainTrainer") -> list[dict]:
     out = str(tmp_path / "rank")
-    mp.spawn(_worker, args=(str(tmp_path / "store"), env, out, average), nprocs=WORLD, join=True)
+    mp.spawn(_worker, args=(str(tmp_path / "store"), env, out, average, trainer), nprocs=WORLD, join=True)
     return [torch.load(f"{out}.{r}", weights_only=False) for r in range(WORLD)]
 
 
@@ -87,6 +93,26 @@ def test_pretraining_under_two_processes_keeps_the_ranks_equal(tiny_dataset, tmp
 def test_without_gradient_averaging_the_ranks_diverge(tiny_dataset, tmp_path: Path) -> None:
     """Negative control: the test above must be able to fail."""
     ranks = _run(tmp_path, _env(tiny_dataset, tmp_path), average=False)
-    differing = [k for k, v in ranks[0]["state"].items()
-                 if k.endswith("weight") and not torch.equal(v, ranks[1]["state"][k])]
+    differing = [k for k, v in ranks[0]["state"].items() if k.startswith("network.encoder")
+                 and k.endswith("weight") and not torch.equal(v, ranks[1]["state"][k])]
     assert differing, "the ranks stayed equal without averaging their gradients"
+
+
+@pytest.mark.parametrize("trainer", ["MeanTeacherTrainer", "SPConMeanTeacherTrainer"])
+def test_semisupervised_trainers_keep_student_teacher_and_projector_equal(tiny_dataset, tmp_path: Path,
+                                                                          trainer: str) -> None:
+    ranks = _run(tmp_path, _env(tiny_dataset, tmp_path), average=True, trainer=trainer)
+    assert ranks[0]["moved"]      # (fold 0 has one labeled scan: the ranks differ in their unlabeled batches)
+    assert any(k.startswith("teacher.") for k in ranks[0]["state"])
+    if trainer == "SPConMeanTeacherTrainer":
+        assert any(k.startswith("projector.") for k in ranks[0]["state"])
+    for key, value in ranks[0]["state"].items():
+        assert torch.equal(value, ranks[1]["state"][key]), f"{key} differs between the ranks"
+
+
+def test_spcon_mean_teacher_projectors_diverge_without_averaging(tiny_dataset, tmp_path: Path) -> None:
+    """Negative control for the projector, which lives outside DDP."""
+    ranks = _run(tmp_path, _env(tiny_dataset, tmp_path), average=False, trainer="SPConMeanTeacherTrainer")
+    differing = [k for k, v in ranks[0]["state"].items() if k.startswith("projector.")
+                 and not torch.equal(v, ranks[1]["state"][k])]
+    assert differing, "the projectors stayed equal without averaging their gradients"

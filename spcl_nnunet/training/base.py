@@ -12,7 +12,7 @@ from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from torch._dynamo import OptimizedModule
 from torch.nn.parallel import DistributedDataParallel
 
-from spcl_nnunet.distributed import average_gradients
+from spcl_nnunet.distributed import average_gradients, per_rank_count
 from spcl_nnunet.metalabels import META_LABELS_FILE, MetaLabels
 from spcl_nnunet.sidecars import load_sidecars
 from spcl_nnunet.splits import FOLDS_FILE, FoldTable
@@ -122,10 +122,8 @@ class SPConTrainerBase(nnUNetTrainer):
 
     def _set_batch_size_and_oversample(self):
         super()._set_batch_size_and_oversample()
-        if self.batch_size_override is not None:
-            if self.is_ddp:
-                raise ValueError(f"{self.__class__.__name__} sets batch_size_override, which is not supported with DDP")
-            self.batch_size = self.batch_size_override
+        if self.batch_size_override is not None:   # the global batch: split evenly over the processes (GPUs)
+            self.batch_size = per_rank_count(self.batch_size_override, "batch_size_override")
 
     # ----------------------------------------------------------------- sidecars and folds
     def load_spcon_sidecars(self) -> None:
@@ -192,26 +190,31 @@ class SPConTrainerBase(nnUNetTrainer):
             regions=self.label_manager.foreground_regions if self.label_manager.has_regions else None,
             ignore_label=self.label_manager.ignore_label)
 
-    def backward_and_step(self, loss: torch.Tensor, params, average_across_processes: bool = False) -> None:
+    def backward_and_step(self, loss: torch.Tensor, params, outside_ddp=()) -> None:
         """nnU-Net's update: (scaled) backward, gradient norm clipped at 12, optimizer step.
 
-        ``average_across_processes``: under DDP, average ``params``' gradients over the processes
-        first (for a forward that bypassed the DDP-wrapped network, whose reducer then never arms)."""
-        params = list(params)
+        ``outside_ddp``: parameters whose gradients came from forwards that bypassed the DDP-wrapped
+        network (its reducer never sees them): under DDP they are averaged over the processes here,
+        before unscaling and clipping."""
+        params, outside_ddp = list(params), list(outside_ddp)
         if self.grad_scaler is not None:
             self.grad_scaler.scale(loss).backward()
-            if average_across_processes:
-                average_gradients(params)
+            average_gradients(outside_ddp)
             self.grad_scaler.unscale_(self.optimizer)
             torch.nn.utils.clip_grad_norm_(params, 12)
             self.grad_scaler.step(self.optimizer)
             self.grad_scaler.update()
         else:
             loss.backward()
-            if average_across_processes:
-                average_gradients(params)
+            average_gradients(outside_ddp)
             torch.nn.utils.clip_grad_norm_(params, 12)
             self.optimizer.step()
+
+    def network_without_ddp(self) -> torch.nn.Module:
+        """The network as nnU-Net built it (compiled where it compiles) without the DDP wrapper: for
+        a second forward in the same step (DDP's reducer arms once per step, on the labeled forward;
+        the gradients of both forwards meet in the parameters before its all-reduce)."""
+        return self.network.module if isinstance(self.network, DistributedDataParallel) else self.network
 
     def unwrapped_network(self) -> torch.nn.Module:
         """The plain network, also before nnU-Net wraps it in DDP (``configure_optimizers`` runs

@@ -57,7 +57,9 @@ class SPConFinetuneTrainer(SPConTrainerBase):
         if self.enable_deep_supervision:
             scales = self._get_deep_supervision_scales()
             weights = np.array([1 / (2 ** i) for i in range(len(scales))])
-            weights[-1] = 0
+            # the lowest resolution is left out, as nnU-Net does; under DDP (uncompiled) nnU-Net gives it
+            # 1e-6 instead, since DDP stops on a parameter without gradient: the same here
+            weights[-1] = 1e-6 if self.is_ddp and not self._do_i_compile() else 0
             loss = DeepSupervisionWrapper(loss, weights / weights.sum())
         return loss
 

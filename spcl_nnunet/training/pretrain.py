@@ -112,8 +112,8 @@ class SPConPretrainTrainer(MetaLabelContrast, SPConTrainerBase):
         loss, parts, unweighted, global_batch = self.contrastive_loss(batch)
         # the encoder and projector are called outside DDP's forward, so its reducer never arms:
         # their gradients are averaged over the processes here (identity with one process)
-        self.backward_and_step(loss, list(self.unwrapped_network().encoder.parameters()) +
-                               list(self.projector.parameters()), average_across_processes=True)
+        params = list(self.unwrapped_network().encoder.parameters()) + list(self.projector.parameters())
+        self.backward_and_step(loss, params, outside_ddp=params)
         if getattr(self, "_heatmap_pending", False):
             self._heatmap_pending = False
             self.save_heatmap(global_batch, parts)

@@ -22,6 +22,7 @@ from nnunetv2.utilities.helpers import dummy_context
 from torch import autocast
 
 from spcl_nnunet.consistency import entropy_loss, random_geometric_transform, transformation_consistency_loss
+from spcl_nnunet.distributed import per_rank_count
 from spcl_nnunet.pacing import sigmoid_rampup
 from spcl_nnunet.teacher import MeanTeacher
 from spcl_nnunet.training.contrastive import MetaLabelContrast
@@ -54,18 +55,23 @@ class SemiSupervisedTrainer(SPConFinetuneTrainer):
         install_local_logger(self.logger, self.log_panels, with_dice=True)
 
     # ------------------------------------------------------------------ set-up
-    def initialize(self):
-        if self.is_ddp:
-            raise NotImplementedError(f"{self.__class__.__name__} does not support multi-GPU (DDP) training yet: "
-                                      f"run it on one GPU")
-        super().initialize()
+    def parameters_outside_ddp(self) -> list[torch.nn.Parameter]:
+        """Trainable parameters outside the DDP-wrapped network (their gradients are averaged by hand)."""
+        return []
+
+    def unlabeled_batch_per_process(self) -> int:
+        """``unlabeled_batch_size`` (global) split evenly over the processes; None: the labeled batch
+        size of this process."""
+        if self.unlabeled_batch_size is None:
+            return self.batch_size
+        return per_rank_count(self.unlabeled_batch_size, "unlabeled_batch_size")
 
     def unlabeled_loader(self, pool: list[str]):
         """nnU-Net's 2d loader over the pool: random slices and crops (no foreground oversampling,
         labels may be placeholders), nnU-Net's training augmentation."""
         dataset = self.dataset_class(self.preprocessed_dataset_folder, pool)
         _, _, initial_patch_size, _ = self.configure_rotation_dummyDA_mirroring_and_inital_patch_size()
-        return nnUNetDataLoader(dataset, self.unlabeled_batch_size or self.batch_size, initial_patch_size,
+        return nnUNetDataLoader(dataset, self.unlabeled_batch_per_process(), initial_patch_size,
                                 self.configuration_manager.patch_size, self.label_manager,
                                 oversample_foreground_percent=0.0,
                                 transforms=self.single_target_training_transforms())
@@ -110,7 +116,7 @@ class SemiSupervisedTrainer(SPConFinetuneTrainer):
             supervised = self.loss(self.network(data), target)
             unsupervised, values = self.unlabeled_terms(unlabeled)
             loss = supervised + unsupervised
-        self.backward_and_step(loss, self.trainable_parameters())
+        self.backward_and_step(loss, self.trainable_parameters(), outside_ddp=self.parameters_outside_ddp())
         self.after_optimizer_step()
         return {"loss": loss.detach().cpu().numpy(), "supervised_loss": float(supervised.detach()),
                 **{key: float(value) for key, value in values.items()}}
@@ -152,7 +158,7 @@ class EntropyMinTrainer(SemiSupervisedTrainer):
 
     def unlabeled_terms(self, batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor | float]]:
         x = batch["data"].to(self.device, non_blocking=True)
-        entropy = entropy_loss(full_resolution(self.network(x)))
+        entropy = entropy_loss(full_resolution(self.network_without_ddp()(x)))
         return self.entropy_weight * self.rampup_weight * entropy, {"entropy_loss": entropy.detach()}
 
 
@@ -200,7 +206,7 @@ class MeanTeacherTrainer(SemiSupervisedTrainer):
         x = batch["data"].to(self.device, non_blocking=True)
         transform = self.consistency_transform(x)
         teacher_logits = self.teacher.predict(x)
-        student_logits = full_resolution(self.network(transform.apply(x)))
+        student_logits = full_resolution(self.network_without_ddp()(transform.apply(x)))
         mt = transformation_consistency_loss(student_logits, teacher_logits, transform)
         return self.consistency_weight * self.rampup_weight * mt, {"consistency_loss": mt.detach()}
 
@@ -263,6 +269,9 @@ class SPConMeanTeacherTrainer(MetaLabelContrast, MeanTeacherTrainer):
 
     def trainable_parameters(self) -> list[torch.nn.Parameter]:
         return super().trainable_parameters() + list(self.projector.parameters())
+
+    def parameters_outside_ddp(self) -> list[torch.nn.Parameter]:
+        return list(self.projector.parameters())
 
     def unlabeled_loader(self, pool: list[str]):
         return self.contrastive_loader(pool, self.single_target_training_transforms())
