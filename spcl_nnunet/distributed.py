@@ -20,16 +20,12 @@ import torch
 from torch import Tensor
 from torch import distributed as dist
 
-__all__ = ["world_size", "rank", "gather_with_grad", "gather_tensor", "gather_objects", "average_gradients",
+__all__ = ["world_size", "gather_with_grad", "gather_tensor", "gather_objects", "average_gradients",
            "broadcast_module", "per_rank_count"]
 
 
 def world_size() -> int:
     return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
-
-
-def rank() -> int:
-    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
 
 
 def gather_with_grad(x: Tensor) -> Tensor:

@@ -219,7 +219,7 @@ class SPConTrainerBase(nnUNetTrainer):
     def unwrapped_network(self) -> torch.nn.Module:
         """The plain network, also before nnU-Net wraps it in DDP (``configure_optimizers`` runs
         first) and under ``torch.compile``."""
-        mod = self.network.module if isinstance(self.network, DistributedDataParallel) else self.network
+        mod = self.network_without_ddp()
         return mod._orig_mod if isinstance(mod, OptimizedModule) else mod
 
     def base_checkpoint(self) -> dict:

@@ -61,13 +61,13 @@ class MetaLabelContrast:
 
     def scans_per_rank(self) -> int:
         """Scans of this process's meta-label batch: the global count (``num_scans_per_batch``, or
-        the plan's batch size // slice partitions) split evenly over the processes."""
+        the global batch size // slice partitions) split evenly over the processes."""
         partitions = self.meta_labels.slice_partitions
         if self.num_scans_per_batch:
             return per_rank_count(self.num_scans_per_batch, "num_scans_per_batch")
-        total = max(1, int(self.configuration_manager.batch_size) // partitions)
-        return per_rank_count(total, f"the plan's batch size {self.configuration_manager.batch_size} // "
-                                     f"{partitions} slice partitions (scans per meta-label batch)")
+        batch = self.batch_size_override or int(self.configuration_manager.batch_size)
+        return per_rank_count(max(1, batch // partitions), f"the batch size {batch} // {partitions} slice "
+                                                           f"partitions (scans per meta-label batch)")
 
     def contrastive_loader(self, keys: list[str], transforms) -> ContrastiveDataLoader:
         dataset = self.dataset_class(self.preprocessed_dataset_folder, keys)
