@@ -1,4 +1,4 @@
-"""Transformation-consistent Mean Teacher loss and entropy minimisation (spcl_nnunet.consistency)."""
+"""Transformation-consistent Mean Teacher loss and entropy minimisation (spcl_nnunet.losses.consistency)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from spcl_nnunet.consistency import (entropy_loss, random_geometric_transform, transformation_consistency_loss)
+from spcl_nnunet.losses.consistency import (entropy_loss, random_geometric_transform, transformation_consistency_loss)
 
 
 def _pixelwise_net() -> nn.Module:

@@ -112,6 +112,7 @@ def _uneven_worker(rank: int, store: str, out: str) -> None:
     except ValueError as error:
         message = str(error)
     finally:
+        dist.barrier()             # no rank leaves (and tears the file store down) before the other joined
         dist.destroy_process_group()
     Path(f"{out}.{rank}").write_text(message)
 

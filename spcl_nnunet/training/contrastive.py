@@ -16,7 +16,7 @@ from spcl_nnunet.distributed import (broadcast_module, gather_objects, gather_te
                                      per_rank_count, world_size)
 from spcl_nnunet.heads import ProjectionHead
 from spcl_nnunet.heatmap import save_weight_heatmap
-from spcl_nnunet.losses import combined_self_paced_supcon, mean_positive_weight
+from spcl_nnunet.losses.self_paced import combined_self_paced_supcon, mean_positive_weight
 from spcl_nnunet.pacing import gamma_at
 from spcl_nnunet.slices import partition_counts, partitions_for_cases
 from spcl_nnunet.training.dataloading import ContrastiveDataLoader, case_slice_counts

@@ -21,7 +21,7 @@ from nnunetv2.training.dataloading.data_loader import nnUNetDataLoader
 from nnunetv2.utilities.helpers import dummy_context
 from torch import autocast
 
-from spcl_nnunet.consistency import entropy_loss, random_geometric_transform, transformation_consistency_loss
+from spcl_nnunet.losses.consistency import entropy_loss, random_geometric_transform, transformation_consistency_loss
 from spcl_nnunet.distributed import per_rank_count
 from spcl_nnunet.pacing import sigmoid_rampup
 from spcl_nnunet.teacher import MeanTeacher
@@ -168,7 +168,7 @@ class MeanTeacherTrainer(SemiSupervisedTrainer):
     The teacher is an EMA of the student (``ema_decay``, updated after every optimizer step,
     no gradient) and starts as a copy of the student at the start of training (after
     ``-pretrained_weights``). The student sees T(x), the teacher sees x and T is applied to its
-    softmax (``spcl_nnunet.consistency``); full-resolution output only."""
+    softmax (``spcl_nnunet.losses.consistency``); full-resolution output only."""
 
     ema_decay: float = 0.999
     consistency_weight: float = 0.1           # lambda_reg (ACDC; PROMISE12 and MMWHS: 0.2)
