@@ -2,6 +2,7 @@
 # The CPU quality runs on the acdc synthetic profile (issue #8), resumable:
 #   bash benchmarks/acdc_quality.sh calibration   # scratch baseline, 1/2/4 labeled x 3 splits
 #   bash benchmarks/acdc_quality.sh measurement   # + spcon, contrastive, mean-teacher, spcon-mt at 1/2 labeled
+#   bash benchmarks/acdc_quality.sh compared      # + the compared methods of issue #10 at 1 labeled
 # Both write into one experiment folder (the tables cover every finished run in it), by default
 # quality_runs/acdc (SPCL_QUALITY_DIR to move it; nnU-Net's raw and preprocessed folders live there
 # too). Run again after an interruption: finished steps are reused.
@@ -15,7 +16,8 @@ mkdir -p "$nnUNet_raw" "$nnUNet_preprocessed"
 case "${1:-}" in
     calibration) methods=(baseline); labeled=(1 2 4) ;;
     measurement) methods=(baseline spcon contrastive mean-teacher spcon-mt); labeled=(1 2) ;;
-    *) echo "usage: $0 calibration|measurement" >&2; exit 2 ;;
+    compared) methods=(baseline mixup adversarial discrete-mi global-local); labeled=(1) ;;
+    *) echo "usage: $0 calibration|measurement|compared" >&2; exit 2 ;;
 esac
 "$spcl" experiment -d 910 --methods "${methods[@]}" --labeled "${labeled[@]}" --splits 0 1 2 \
     --schedule quality --device cpu --workdir "$root/experiment"

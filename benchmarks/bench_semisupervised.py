@@ -8,7 +8,11 @@ same labeled batch (``--batch``) and the plan's 2d patch:
 - ``EntropyMinTrainer``: + an unlabeled batch of the same size (student forward);
 - ``MeanTeacherTrainer``: + an unlabeled batch of the same size (student on T(x), teacher on x, EMA);
 - ``SPConMeanTeacherTrainer``: + a meta-label batch of m = batch // S scans x S slices x 2 views
-  (teacher on view 1, student encoder on both views, decoder on view 1, projector, L_sp).
+  (teacher on view 1, student encoder on both views, decoder on view 1, projector, L_sp);
+- the compared methods: ``MixUpTrainer`` (+ a second labeled batch, the mixed pairs through the
+  student), ``AdversarialTrainer`` (+ an unlabeled batch through the student and the discriminator,
+  then the discriminator's own step), ``DiscreteMITrainer`` (+ an unlabeled batch and its second view
+  through the student, cluster heads at three levels). Goal (issue #10): none above 2.6x.
 
 An iteration is ``next(dataloader_train)`` + ``train_step`` (which fetches the unlabeled batch):
 with ``nnUNet_n_proc_DA=0`` (the default here) every batch is made in this process, so the time
@@ -31,7 +35,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_trainer import close_workspace, open_workspace, prepare_workspace, sync  # noqa: E402
 
-TRAINERS = ("SPConFinetuneTrainer", "EntropyMinTrainer", "MeanTeacherTrainer", "SPConMeanTeacherTrainer")
+TRAINERS = ("SPConFinetuneTrainer", "EntropyMinTrainer", "MeanTeacherTrainer", "SPConMeanTeacherTrainer",
+            "MixUpTrainer", "AdversarialTrainer", "DiscreteMITrainer")
 
 
 def build(name: str, dataset_id: int, fold: int, device, batch: int):
@@ -116,7 +121,8 @@ def main() -> int:
     m = spcon_mt.num_scans_per_batch or max(1, spcon_mt.batch_size // s)
     patch = "x".join(map(str, spcon_mt.configuration_manager.patch_size))
     print(f"\ntorch {torch.__version__}, {where}, nnUNet_n_proc_DA={args.n_proc_da}; labeled batch {args.batch}, "
-          f"patch {patch}; unlabeled batch {args.batch} (EntMin, MT), {m} scans x {s} slices x 2 views (SP-Con+MT); "
+          f"patch {patch}; unlabeled batch {args.batch} (EntMin, MT, adversarial, discrete MI; MixUp: a second "
+          f"labeled batch), {m} scans x {s} slices x 2 views (SP-Con+MT); "
           f"median of {args.iters} iterations after {args.warmup} warm-up")
     header = f"{'trainer':<24} | {'s/it':>7} | {'x SPConFinetuneTrainer':>22}"
     print(header)

@@ -120,3 +120,64 @@ def test_losses_stay_finite_in_float16() -> None:
         ent = entropy_loss(student_out)
     assert torch.isfinite(mt) and torch.isfinite(ent)
     assert mt.item() < 1e-2                                           # half-precision rounding only
+
+
+def test_flips_are_involutions_at_any_resolution() -> None:
+    from spcl_nnunet.losses.consistency import FlipTransform, random_flips
+
+    g = torch.Generator().manual_seed(0)
+    t = random_flips(6, generator=g)
+    assert isinstance(t, FlipTransform) and t.flip_h.dtype == torch.bool and t.flip_h.shape == (6,)
+    for shape in ((8, 8), (7, 12), (1, 5)):
+        x = torch.randn(6, 3, *shape, generator=g)
+        out = t.apply(x)
+        assert out.shape == x.shape and out.dtype == x.dtype
+        assert torch.equal(t.apply(out), x)
+        for b in range(6):
+            expected = x[b]
+            if t.flip_h[b]:
+                expected = expected.flip(-2)
+            if t.flip_w[b]:
+                expected = expected.flip(-1)
+            assert torch.equal(out[b], expected)
+    flips = FlipTransform(torch.tensor([True, False]), torch.tensor([False, True]))
+    x = torch.arange(2 * 6, dtype=torch.float32).view(2, 1, 2, 3)
+    assert flips.apply(x)[0, 0].tolist() == [[3, 4, 5], [0, 1, 2]]
+    assert flips.apply(x)[1, 0].tolist() == [[8, 7, 6], [11, 10, 9]]
+
+
+def test_flips_commute_with_pooling_by_two() -> None:
+    import torch.nn.functional as F
+
+    from spcl_nnunet.losses.consistency import random_flips
+
+    g = torch.Generator().manual_seed(1)
+    t = random_flips(8, probability=0.5, generator=g)
+    assert t.flip_h.any() and t.flip_w.any() and not t.flip_h.all()
+    x = torch.randn(8, 2, 12, 10, generator=g)
+    resamplings = {"avg pool": lambda v: F.avg_pool2d(v, 2), "max pool": lambda v: F.max_pool2d(v, 2),
+                   "nearest upsampling": lambda v: F.interpolate(v, scale_factor=2, mode="nearest")}
+    for name, resample in resamplings.items():
+        torch.testing.assert_close(resample(t.apply(x)), t.apply(resample(x)), msg=name)   # avg: summation order
+    # negative checks: on an odd side pooling drops the last row, which a flip moves to the front;
+    # strided subsampling (every other pixel) keeps even indices, which a flip of an even side makes odd
+    odd = torch.randn(8, 2, 11, 10, generator=g)
+    assert not torch.allclose(F.avg_pool2d(t.apply(odd), 2), t.apply(F.avg_pool2d(odd, 2)))
+    assert not torch.allclose(t.apply(x)[..., ::2, ::2], t.apply(x[..., ::2, ::2]))
+
+
+def test_random_flips_probability_and_errors() -> None:
+    from spcl_nnunet.losses.consistency import FlipTransform, random_flips
+
+    t = random_flips(4000, 0.8, generator=torch.Generator().manual_seed(2))
+    assert abs(t.flip_h.float().mean().item() - 0.8) < 0.03 and abs(t.flip_w.float().mean().item() - 0.8) < 0.03
+    assert 0.5 < (t.flip_h == t.flip_w).float().mean().item() < 0.8          # independent axes: 0.68
+    assert random_flips(5, 1.0).flip_h.all() and not random_flips(5, 0.0).flip_w.any()
+    again = random_flips(4000, 0.8, generator=torch.Generator().manual_seed(2))
+    assert torch.equal(t.flip_h, again.flip_h) and torch.equal(t.flip_w, again.flip_w)
+    with pytest.raises(ValueError, match="probability"):
+        random_flips(2, 1.5)
+    with pytest.raises(ValueError, match="bool"):
+        FlipTransform(torch.tensor([1, 0]), torch.tensor([True, False]))
+    with pytest.raises(ValueError, match="batch of 2"):
+        FlipTransform(torch.tensor([True, False]), torch.tensor([False, True])).apply(torch.zeros(3, 1, 4, 4))

@@ -11,7 +11,9 @@ the steps their networks, projectors and Mean Teacher teachers are identical (DD
 broadcast and all-reduce, the projector broadcast, the global contrastive batch, the gradients of
 parameters outside DDP averaged by hand, the EMA of identical students) and, where the loss is the
 global contrastive one, their losses are equal. Negative control: without the hand averaging, the
-pre-training's encoders and SP-Con + Mean Teacher's projectors diverge.
+pre-training's encoders and SP-Con + Mean Teacher's projectors diverge. The same holds for entropy
+minimisation and the compared methods with modules outside DDP (the discriminator, which takes its own
+step, and the cluster heads).
 """
 
 from __future__ import annotations
@@ -46,8 +48,9 @@ def _worker(rank: int, store: str, env: dict, out: str, average: bool, trainer_n
         nnunet_trainer.DDP = lambda module, device_ids=None, **kw: DistributedDataParallel(module, **kw)
         if not average:
             import spcl_nnunet.training.base as base
+            import spcl_nnunet.training.compared as compared
 
-            base.average_gradients = lambda params: None
+            base.average_gradients = compared.average_gradients = lambda params: None
         trainer = get_trainer_from_args(str(TINY_ID), "2d", 0, trainer_name, device=torch.device("cpu"))
         trainer.device, trainer.grad_scaler = torch.device("cpu"), None
         trainer.gamma_start = trainer.gamma_end = 1000.0    # every pair from the first step (gamma 2 admits none)
@@ -57,10 +60,12 @@ def _worker(rank: int, store: str, env: dict, out: str, average: bool, trainer_n
         batches = [next(trainer.dataloader_train) for _ in range(STEPS)]
         losses = [float(trainer.train_step(batch)["loss"]) for batch in batches]
         state = {f"network.{k}": v for k, v in trainer.unwrapped_network().state_dict().items()}
-        if getattr(trainer, "projector", None) is not None:
-            state.update({f"projector.{k}": v for k, v in trainer.projector.state_dict().items()})
-        if getattr(trainer, "teacher", None) is not None:
-            state.update({f"teacher.{k}": v for k, v in trainer.teacher.module.state_dict().items()})
+        outside = {"projector": getattr(trainer, "projector", None), "discriminator": getattr(trainer, "discriminator", None),
+                   "cluster_heads": getattr(trainer, "cluster_heads", None),
+                   "teacher": trainer.teacher.module if getattr(trainer, "teacher", None) is not None else None}
+        for name, module in outside.items():
+            if module is not None:
+                state.update({f"{name}.{k}": v for k, v in module.state_dict().items()})
         moved = [k for k, v in trainer.unwrapped_network().state_dict().items() if not torch.equal(v, start[k])]
         scans = trainer.scans_per_rank() if hasattr(trainer, "scans_per_rank") else None
         torch.save({"losses": losses, "state": state, "moved": moved, "scans": scans,
@@ -98,14 +103,18 @@ def test_without_gradient_averaging_the_ranks_diverge(tiny_dataset, tmp_path: Pa
     assert differing, "the ranks stayed equal without averaging their gradients"
 
 
-@pytest.mark.parametrize("trainer", ["MeanTeacherTrainer", "SPConMeanTeacherTrainer"])
-def test_semisupervised_trainers_keep_student_teacher_and_projector_equal(tiny_dataset, tmp_path: Path,
-                                                                          trainer: str) -> None:
+OUTSIDE_DDP = {"MeanTeacherTrainer": ("teacher",), "SPConMeanTeacherTrainer": ("teacher", "projector"),
+               "EntropyMinTrainer": (), "AdversarialTrainer": ("discriminator",),
+               "DiscreteMITrainer": ("cluster_heads",)}
+
+
+@pytest.mark.parametrize("trainer", list(OUTSIDE_DDP))
+def test_semisupervised_trainers_keep_student_teacher_and_heads_equal(tiny_dataset, tmp_path: Path,
+                                                                      trainer: str) -> None:
     ranks = _run(tmp_path, _env(tiny_dataset, tmp_path), average=True, trainer=trainer)
     assert ranks[0]["moved"]      # (fold 0 has one labeled scan: the ranks differ in their unlabeled batches)
-    assert any(k.startswith("teacher.") for k in ranks[0]["state"])
-    if trainer == "SPConMeanTeacherTrainer":
-        assert any(k.startswith("projector.") for k in ranks[0]["state"])
+    for name in OUTSIDE_DDP[trainer]:
+        assert any(k.startswith(f"{name}.") for k in ranks[0]["state"]), name
     for key, value in ranks[0]["state"].items():
         assert torch.equal(value, ranks[1]["state"][key]), f"{key} differs between the ranks"
 

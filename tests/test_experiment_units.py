@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from spcl_nnunet.experiment.methods import METHODS, get_methods, trainer_class
+from spcl_nnunet.experiment.methods import (METHODS, get_methods, pretraining_order, pretraining_start,
+                                            trainer_class)
 from spcl_nnunet.experiment.results import (dice_from_summary, mean_std, mean_std_cell, plot_learning_curve,
                                             results_csv, results_markdown, sort_records, table2_markdown,
                                             table3_markdown, write_results)
@@ -128,12 +129,26 @@ def test_registry() -> None:
         trainer = trainer_class(method.trainer)
         assert trainer.schedule_role in ("finetune", "semisupervised"), method.name
         if method.pretrainer:
-            pretrainer = trainer_class(method.pretrainer)
-            assert pretrainer.schedule_role == "pretrain" and trainer.schedule_role == "finetune"
-            needed = set(pretrainer.meta_label_weights) - {"position"} if not pretrainer.simclr else set()
+            chain = [trainer_class(t) for t in (method.pretrainer_from, method.pretrainer) if t]
+            assert all(t.schedule_role == "pretrain" for t in chain) and trainer.schedule_role == "finetune"
+            needed = set().union(*(set(t.meta_label_weights) - {"position"} for t in chain
+                                   if hasattr(t, "meta_label_weights") and not t.simclr))
             assert needed == set(method.meta_labels), method.name
+        else:
+            assert method.pretrainer_from is None, method.name
     with pytest.raises(ValueError, match="not defined"):
         trainer_class("NoSuchTrainer")
+
+
+def test_compared_methods_join_the_registry() -> None:
+    assert {"mixup", "adversarial", "discrete-mi", "global-local"} <= set(METHODS)
+    methods = get_methods(["global-local", "spcon", "contrastive", "mixup"])
+    # the global stage is trained once, before the local stage that starts from it, and shared with contrastive
+    assert pretraining_order(methods) == ["ContrastivePretrainTrainer", "LocalContrastivePretrainTrainer",
+                                          "SPConPretrainTrainer"]
+    assert pretraining_start(methods, "LocalContrastivePretrainTrainer") == "ContrastivePretrainTrainer"
+    assert pretraining_start(methods, "ContrastivePretrainTrainer") is None
+    assert pretraining_order(get_methods(["mixup", "adversarial", "discrete-mi"])) == []
 
 
 def test_select_folds() -> None:

@@ -9,12 +9,11 @@ import pytest
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
 
-import spcl_nnunet.training.finetune as finetune
-import spcl_nnunet.training.pretrain as pretrain
-import spcl_nnunet.training.semisupervised as semisupervised
 from spcl_nnunet.environment import trainers_dir
+from spcl_nnunet.training import TRAINER_MODULES
 
-LIBRARY_TRAINERS = {name: obj for module in (pretrain, finetune, semisupervised) for name, obj in vars(module).items()
+MODULES = [importlib.import_module(name) for name in TRAINER_MODULES]
+LIBRARY_TRAINERS = {name: obj for module in MODULES for name, obj in vars(module).items()
                     if inspect.isclass(obj) and issubclass(obj, nnUNetTrainer) and obj.__module__ == module.__name__}
 
 
@@ -34,4 +33,4 @@ def test_nnunet_lookup_returns_the_package_class(name: str, monkeypatch: pytest.
     # nnU-Net records the explicit __init__ signature of a trainer (no *args/**kwargs)
     assert list(inspect.signature(found.__init__).parameters) == \
         ["self", "plans", "configuration", "fold", "dataset_json", "device"]
-    assert importlib.import_module(found.__module__) in (pretrain, finetune, semisupervised)
+    assert importlib.import_module(found.__module__) in MODULES

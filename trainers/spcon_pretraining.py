@@ -2,6 +2,7 @@
 
 from spcl_nnunet.training.pretrain import (  # noqa: F401
     ContrastivePretrainTrainer,
+    PretrainTrainerBase,
     SimCLRPretrainTrainer,
     SimCLRSPPretrainTrainer,
     SPConPretrainTrainer,

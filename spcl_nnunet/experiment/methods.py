@@ -2,8 +2,10 @@
 
 A new compared method joins with one entry in ``METHODS``. ``pretrainer`` (if any) is trained
 once per experiment and its ``checkpoint_final.pth`` handed to ``trainer`` through nnU-Net's
-``-pretrained_weights``; ``meta_labels`` are the case-level keys of ``meta_labels.json`` the
-method needs (slice position is always there).
+``-pretrained_weights``; a pre-training that starts from another one (global + local
+contrastive) names it in ``pretrainer_from``, trained first and shared the same way.
+``meta_labels`` are the case-level keys of ``meta_labels.json`` the method needs (slice position
+is always there).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ class Method:
     trainer: str                  # nnU-Net trainer trained on each fold
     pretrainer: str | None = None  # trainer of the shared pre-training, None: from scratch
     meta_labels: tuple[str, ...] = ()
+    pretrainer_from: str | None = None  # the pre-training whose checkpoint starts ``pretrainer``
 
 
 METHODS: dict[str, Method] = {m.name: m for m in (
@@ -34,6 +37,12 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     Method("mean-teacher", "Mean Teacher", "MeanTeacherTrainer"),
     Method("entropy-min", "entropy minimisation", "EntropyMinTrainer"),
     Method("spcon-mt", "SP-Con + Mean Teacher (Eq. 15)", "SPConMeanTeacherTrainer"),
+    # the paper's compared methods (supplementary Sec. 3)
+    Method("mixup", "MixUp", "MixUpTrainer"),
+    Method("adversarial", "adversarial training", "AdversarialTrainer"),
+    Method("discrete-mi", "discrete mutual information", "DiscreteMITrainer"),
+    Method("global-local", "global + local contrastive (pre-train)", "SPConFinetuneTrainer",
+           "LocalContrastivePretrainTrainer", pretrainer_from="ContrastivePretrainTrainer"),
 )}
 
 
@@ -49,14 +58,24 @@ def get_methods(names: Iterable[str]) -> list[Method]:
     return [METHODS[n] for n in names]
 
 
+def pretraining_order(methods: Iterable[Method]) -> list[str]:
+    """The pre-trainings the methods need, each once, a pre-training after the one it starts from."""
+    return list(dict.fromkeys(t for m in methods for t in (m.pretrainer_from, m.pretrainer) if t))
+
+
+def pretraining_start(methods: Iterable[Method], trainer: str) -> str | None:
+    """The pre-training whose checkpoint starts the pre-training ``trainer`` (None: a random network)."""
+    return next((m.pretrainer_from for m in methods if m.pretrainer == trainer), None)
+
+
 def trainer_class(name: str) -> type:
     """The trainer class of that name from the package's trainer modules (as nnU-Net finds it
     through ``trainers/``)."""
-    import spcl_nnunet.training.finetune as finetune
-    import spcl_nnunet.training.pretrain as pretrain
-    import spcl_nnunet.training.semisupervised as semisupervised
+    import importlib
 
-    for module in (pretrain, finetune, semisupervised):
+    from spcl_nnunet.training import TRAINER_MODULES
+
+    for module in map(importlib.import_module, TRAINER_MODULES):
         if isinstance(getattr(module, name, None), type):
             return getattr(module, name)
     raise ValueError(f"trainer {name!r} is not defined in spcl_nnunet.training")

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from spcl_nnunet.experiment.methods import Method, trainer_class
+from spcl_nnunet.experiment.methods import Method, pretraining_order, pretraining_start, trainer_class
 from spcl_nnunet.experiment.results import (dice_from_summary, percent, sort_records, table3_markdown, write_json,
                                             write_results)
 from spcl_nnunet.metalabels import META_LABELS_FILE, load_meta_labels
@@ -72,7 +72,7 @@ class Plan:
     dataset_json: dict
     table: FoldTable
     folds: list[FoldSpec]
-    pretrainers: list[str]
+    pretrainers: list[str]    # in training order: a pre-training after the one it starts from
     runs: list[tuple[Method, FoldSpec]] = field(default_factory=list)
 
     @property
@@ -194,7 +194,7 @@ def make_plan(config: ExperimentConfig) -> Plan:
     check_test_set(raw, dataset_json, table)
     from spcl_nnunet.training.base import schedule_overrides
 
-    pretrainers = list(dict.fromkeys(m.pretrainer for m in config.methods if m.pretrainer))
+    pretrainers = pretraining_order(config.methods)
     for trainer in pretrainers + list(dict.fromkeys(m.trainer for m in config.methods)):
         schedule_overrides(trainer_class(trainer), config.schedule)
     plan = Plan(config=config, device=resolve_device(config.device), raw=raw, pre=pre_root / raw.name,
@@ -361,13 +361,14 @@ class Runner:
             raise RuntimeError(f"nnUNetv2_train finished but {out} has no complete training (log: {log})")
         return final, done
 
-    def pretrain(self, trainer: str) -> Path:
+    def pretrain(self, trainer: str, start_from: Future | None = None) -> Path:
         results = self.workdir / "pretraining" / trainer
-        users = ", ".join(m.name for m in self.config.methods if m.pretrainer == trainer)
+        users = ", ".join(m.name for m in self.config.methods if trainer in (m.pretrainer, m.pretrainer_from))
         start = time.time()
         self.progress.line(f"pre-training {trainer} (fold {PRETRAIN_FOLD}, shared by {users}) started")
         try:
-            final, done = self.train(results, trainer, PRETRAIN_FOLD, results / "pretrain.log", None,
+            pretrained = start_from.result() if start_from is not None else None
+            final, done = self.train(results, trainer, PRETRAIN_FOLD, results / "pretrain.log", pretrained,
                                      f"pre-training {trainer}")
         except Exception as err:
             self.progress.line(f"pre-training {trainer} FAILED: {err}")
@@ -422,7 +423,8 @@ class Runner:
         summary = json.loads((tmp / "summary.json").read_text())
         dice, mean = dice_from_summary(summary, foreground_labels(self.plan.dataset_json))
         record = {"method": method.name, "label": method.label, "trainer": method.trainer,
-                  "pretrainer": method.pretrainer, "fold": spec.fold, "num_labeled": spec.num_labeled,
+                  "pretrainer": method.pretrainer,
+                  "pretrainer_from": method.pretrainer_from, "fold": spec.fold, "num_labeled": spec.num_labeled,
                   "split": spec.split, "labeled_cases": list(spec.labeled),
                   "checkpoint": stamp, "pretrained_weights": str(pretrained) if pretrained else None,
                   "prediction_folder": str(target), "summary": str(target / "summary.json"),
@@ -450,7 +452,10 @@ class Runner:
         pool = ThreadPoolExecutor(max_workers=plan.config.jobs)
         try:
             self.prepare()
-            pretrainings = {t: pool.submit(self.pretrain, t) for t in plan.pretrainers}
+            pretrainings: dict[str, Future] = {}
+            for trainer in plan.pretrainers:      # a pre-training is submitted after the one it starts from
+                pretrainings[trainer] = pool.submit(self.pretrain, trainer,
+                                                    pretrainings.get(pretraining_start(plan.config.methods, trainer)))
             # one job: fold by fold (the pre-trainings were submitted first), so an interrupted experiment
             # leaves whole splits; several jobs: scratch runs first, as a run that waits for its
             # pre-training holds a job slot idle (sorted is stable: fold order within each group)

@@ -11,6 +11,12 @@ nearest neighbours. Nearest-neighbour resampling makes T a pure re-indexing of p
 and output are transformed by exactly the same map: for a network that commutes with T (e.g.
 pixel-wise), a teacher identical to the student gives L_MT = 0 for every T.
 
+``FlipTransform`` is the T of the compared methods' views (discrete MI, local contrastive): per
+image, flip H (the last-but-one axis) and/or W (the last axis), each with probability 0.8. A
+flip is defined at any resolution (unlike ``GeometricTransform``, whose grid fixes H x W), so
+the same T applies to images, features of every decoder scale and logits; flips keep
+non-square patches and commute with pooling by 2 on even sizes.
+
 Entropy minimisation (supplementary Eq. 4): L_ent = -1/(|D_u| |Omega|) sum_x sum_i sum_c p_ic log p_ic.
 
 Both are computed in float32 from logits of any dtype (finite under float16 autocast).
@@ -27,7 +33,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 __all__ = ["GeometricTransform", "random_geometric_transform", "transformation_consistency_loss",
-           "entropy_loss"]
+           "entropy_loss", "FlipTransform", "random_flips"]
 
 
 @dataclass(frozen=True)
@@ -97,6 +103,49 @@ def random_geometric_transform(batch_size: int, spatial_shape: Sequence[int], de
     src = torch.round(src + torch.tensor([(w - 1) / 2, (h - 1) / 2], dtype=torch.float64))
     grid = torch.stack([(2 * src[..., 0] + 1) / w - 1, (2 * src[..., 1] + 1) / h - 1], -1)
     return GeometricTransform(grid.to(torch.float32).to(device))
+
+
+@dataclass(frozen=True)
+class FlipTransform:
+    """Per-image flips: ``flip_h`` / ``flip_w`` (B,) bool say whether image b is flipped along H
+    (last-but-one axis) / W (last axis). Defined at any H, W; its own inverse."""
+
+    flip_h: Tensor
+    flip_w: Tensor
+
+    def __post_init__(self) -> None:
+        for name, flags in (("flip_h", self.flip_h), ("flip_w", self.flip_w)):
+            if not isinstance(flags, Tensor) or flags.dtype != torch.bool or flags.dim() != 1:
+                shape = tuple(flags.shape) if isinstance(flags, Tensor) else type(flags).__name__
+                dtype = flags.dtype if isinstance(flags, Tensor) else None
+                raise ValueError(f"{name} must be a 1-D bool tensor (B,), got {shape} of dtype {dtype}")
+        if self.flip_h.shape != self.flip_w.shape:
+            raise ValueError(f"flip_h and flip_w differ in length: {self.flip_h.shape[0]} vs {self.flip_w.shape[0]}")
+
+    def apply(self, x: Tensor) -> Tensor:
+        """T(x) for x of shape (B, C, H, W), any H and W (same dtype and device as x)."""
+        if x.dim() != 4 or x.shape[0] != self.flip_h.shape[0]:
+            raise ValueError(f"flips made for a batch of {self.flip_h.shape[0]} images (B, C, H, W), "
+                             f"got a tensor of shape {tuple(x.shape)}")
+        flip_h = self.flip_h.to(x.device).view(-1, 1, 1, 1)
+        flip_w = self.flip_w.to(x.device).view(-1, 1, 1, 1)
+        out = torch.where(flip_h, x.flip(-2), x)
+        return torch.where(flip_w, out.flip(-1), out)
+
+
+def random_flips(batch_size: int, probability: float = 0.8, generator: torch.Generator | None = None,
+                 device: torch.device | str | None = None) -> FlipTransform:
+    """Flip H and W of each image independently, each with ``probability`` (drawn on the
+    generator's device, CPU without one, then moved to ``device``)."""
+    if not (isinstance(batch_size, int) and batch_size >= 1):
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    if not 0.0 <= probability <= 1.0:
+        raise ValueError(f"probability must lie in [0, 1], got {probability}")
+    draw_device = generator.device if generator is not None else torch.device("cpu")
+    flips = torch.rand((2, batch_size), generator=generator, device=draw_device) < probability
+    if device is not None:
+        flips = flips.to(device)
+    return FlipTransform(flips[0], flips[1])
 
 
 def transformation_consistency_loss(student_logits: Tensor, teacher_logits: Tensor,

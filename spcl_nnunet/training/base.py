@@ -8,7 +8,10 @@ from os.path import join
 
 import torch
 from nnunetv2.paths import nnUNet_raw
+from nnunetv2.training.dataloading.data_loader import nnUNetDataLoader
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+from nnunetv2.utilities.helpers import dummy_context
+from torch import autocast
 from torch._dynamo import OptimizedModule
 from torch.nn.parallel import DistributedDataParallel
 
@@ -190,6 +193,18 @@ class SPConTrainerBase(nnUNetTrainer):
             regions=self.label_manager.foreground_regions if self.label_manager.has_regions else None,
             ignore_label=self.label_manager.ignore_label)
 
+    def autocast_context(self):
+        """nnU-Net's mixed precision: autocast on CUDA, nothing on the CPU."""
+        return autocast(self.device.type, enabled=True) if self.device.type == "cuda" else dummy_context()
+
+    def image_loader(self, keys: list[str], batch_size: int, transforms):
+        """nnU-Net's 2d loader over ``keys``: random slices and crops without foreground
+        oversampling (labels may be placeholders: they are never targets), ``transforms`` in the workers."""
+        dataset = self.dataset_class(self.preprocessed_dataset_folder, keys)
+        _, _, initial_patch_size, _ = self.configure_rotation_dummyDA_mirroring_and_inital_patch_size()
+        return nnUNetDataLoader(dataset, batch_size, initial_patch_size, self.configuration_manager.patch_size,
+                                self.label_manager, oversample_foreground_percent=0.0, transforms=transforms)
+
     def backward_and_step(self, loss: torch.Tensor, params, outside_ddp=()) -> None:
         """nnU-Net's update: (scaled) backward, gradient norm clipped at 12, optimizer step.
 
@@ -243,6 +258,13 @@ class SPConTrainerBase(nnUNetTrainer):
 
     def load_extra_checkpoint_state(self, checkpoint: dict) -> None:
         pass
+
+    def require_checkpoint_keys(self, checkpoint: dict, *keys: str) -> None:
+        """A checkpoint without the extra state this trainer resumes from is refused, naming what it lacks."""
+        missing = [key for key in keys if key not in checkpoint]
+        if missing:
+            raise ValueError(f"{self.__class__.__name__} cannot resume from a checkpoint without "
+                             f"{', '.join(map(repr, missing))} (written by trainer {checkpoint.get('trainer_name')!r})")
 
     def save_checkpoint(self, filename: str) -> None:
         if self.local_rank != 0:

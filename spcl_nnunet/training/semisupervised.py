@@ -17,9 +17,6 @@ from __future__ import annotations
 import numpy as np
 import torch
 from batchgenerators.dataloading.nondet_multi_threaded_augmenter import NonDetMultiThreadedAugmenter
-from nnunetv2.training.dataloading.data_loader import nnUNetDataLoader
-from nnunetv2.utilities.helpers import dummy_context
-from torch import autocast
 
 from spcl_nnunet.losses.consistency import entropy_loss, random_geometric_transform, transformation_consistency_loss
 from spcl_nnunet.distributed import per_rank_count
@@ -39,25 +36,44 @@ def full_resolution(output) -> torch.Tensor:
 class SemiSupervisedTrainer(SPConFinetuneTrainer):
     """Base class: L_sup on labeled batches + ``unlabeled_terms`` on unlabeled batches.
 
-    Subclasses implement ``unlabeled_terms`` (and may replace ``unlabeled_loader``)."""
+    Subclasses implement ``unlabeled_terms`` (and may replace ``unlabeled_loader``); a method
+    whose extra term needs no unlabeled image (MixUp) sets ``uses_unlabeled_pool = False`` and
+    replaces ``extra_terms``."""
 
     schedule_role = "semisupervised"          # SPCL_SCHEDULE: the finetune overrides, then the semisupervised ones
     unlabeled_batch_size: int | None = None   # None: the labeled batch size
     rampup_epochs: float = 0.0                # sigmoid ramp-up exp(-5(1-t)^2) of the unlabeled weight (0: none)
     log_panels: list[Panel] = [(("supervised_loss",), ()), (("rampup_weight",), ())]
     validation_log_keys: tuple[str, ...] = ()    # panel keys logged by the validation epoch, not by train steps
+    uses_unlabeled_pool: bool = True          # False: no unlabeled loader is built
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
         super().__init__(plans, configuration, fold, dataset_json, device)
         self.dataloader_unlabeled = None
+        self.heads: list[torch.nn.Module] = []
         self.rampup_weight = float("nan")
         install_local_logger(self.logger, self.log_panels, with_dice=True)
 
     # ------------------------------------------------------------------ set-up
+    def make_heads(self) -> list[torch.nn.Module]:
+        """Build the method's modules trained with the student (projector, cluster heads); called
+        before the optimizer is made. They live outside the DDP-wrapped network."""
+        return []
+
+    def configure_optimizers(self):
+        self.heads = self.make_heads()
+        return super().configure_optimizers()
+
+    def heads_parameters(self) -> list[torch.nn.Parameter]:
+        return [p for module in self.heads for p in module.parameters()]
+
+    def trainable_parameters(self) -> list[torch.nn.Parameter]:
+        return super().trainable_parameters() + self.heads_parameters()
+
     def parameters_outside_ddp(self) -> list[torch.nn.Parameter]:
         """Trainable parameters outside the DDP-wrapped network (their gradients are averaged by hand)."""
-        return []
+        return self.heads_parameters()
 
     def unlabeled_batch_per_process(self) -> int:
         """``unlabeled_batch_size`` (global) split evenly over the processes; None: the labeled batch
@@ -69,16 +85,13 @@ class SemiSupervisedTrainer(SPConFinetuneTrainer):
     def unlabeled_loader(self, pool: list[str]):
         """nnU-Net's 2d loader over the pool: random slices and crops (no foreground oversampling,
         labels may be placeholders), nnU-Net's training augmentation."""
-        dataset = self.dataset_class(self.preprocessed_dataset_folder, pool)
-        _, _, initial_patch_size, _ = self.configure_rotation_dummyDA_mirroring_and_inital_patch_size()
-        return nnUNetDataLoader(dataset, self.unlabeled_batch_per_process(), initial_patch_size,
-                                self.configuration_manager.patch_size, self.label_manager,
-                                oversample_foreground_percent=0.0,
-                                transforms=self.single_target_training_transforms())
+        return self.image_loader(pool, self.unlabeled_batch_per_process(), self.single_target_training_transforms())
 
     def get_dataloaders(self):
         self.require_2d()
         dl_tr, dl_val = super().get_dataloaders()
+        if not self.uses_unlabeled_pool:
+            return dl_tr, dl_val
         pool, val_keys = self.training_pool()          # loads the sidecars (do_split)
         label_less = sorted(set(pool) & set(self.meta_labels.unlabeled))
         self.print_to_log_file(f"unlabeled pool: {len(pool)} training scans ({len(label_less)} without labels; "
@@ -93,28 +106,31 @@ class SemiSupervisedTrainer(SPConFinetuneTrainer):
             self.dataloader_unlabeled._finish()
 
     # ------------------------------------------------------------------ the step
-    def unlabeled_terms(self, batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor | float]]:
+    def unlabeled_terms(self, batch: dict, labeled: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor | float]]:
         """(weighted unlabeled loss, values to log) for one unlabeled batch; runs under autocast.
-        Values may be detached tensors: they are read after the optimizer step (no device sync
-        between forward and backward)."""
+        ``labeled``: this step's labeled batch on the device (``data``, ``target``) and the student's
+        full-resolution output on it (``logits``). Values may be detached tensors: they are read
+        after the optimizer step (no device sync between forward and backward)."""
         raise NotImplementedError
+
+    def extra_terms(self, labeled: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor | float]]:
+        """The terms added to L_sup in this step: by default ``unlabeled_terms`` of the next unlabeled batch."""
+        return self.unlabeled_terms(next(self.dataloader_unlabeled), labeled)
 
     def after_optimizer_step(self) -> None:
         pass
-
-    def autocast_context(self):
-        return autocast(self.device.type, enabled=True) if self.device.type == "cuda" else dummy_context()
 
     def train_step(self, batch: dict) -> dict:
         data = batch["data"].to(self.device, non_blocking=True)
         target = batch["target"]
         target = [t.to(self.device, non_blocking=True) for t in target] if isinstance(target, list) \
             else target.to(self.device, non_blocking=True)
-        unlabeled = next(self.dataloader_unlabeled)
         self.optimizer.zero_grad(set_to_none=True)
         with self.autocast_context():
-            supervised = self.loss(self.network(data), target)
-            unsupervised, values = self.unlabeled_terms(unlabeled)
+            output = self.network(data)
+            supervised = self.loss(output, target)
+            unsupervised, values = self.extra_terms({"data": data, "target": target,
+                                                     "logits": full_resolution(output)})
             loss = supervised + unsupervised
         self.backward_and_step(loss, self.trainable_parameters(), outside_ddp=self.parameters_outside_ddp())
         self.after_optimizer_step()
@@ -156,7 +172,7 @@ class EntropyMinTrainer(SemiSupervisedTrainer):
     entropy_weight: float = 0.1
     log_panels = [(("supervised_loss",), ("entropy_loss",)), (("rampup_weight",), ())]
 
-    def unlabeled_terms(self, batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor | float]]:
+    def unlabeled_terms(self, batch: dict, labeled: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor | float]]:
         x = batch["data"].to(self.device, non_blocking=True)
         entropy = entropy_loss(full_resolution(self.network_without_ddp()(x)))
         return self.entropy_weight * self.rampup_weight * entropy, {"entropy_loss": entropy.detach()}
@@ -202,7 +218,7 @@ class MeanTeacherTrainer(SemiSupervisedTrainer):
                                           self.transform_rot90, self.transform_max_rotation_deg,
                                           self.transform_scale_range)
 
-    def unlabeled_terms(self, batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor | float]]:
+    def unlabeled_terms(self, batch: dict, labeled: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor | float]]:
         x = batch["data"].to(self.device, non_blocking=True)
         transform = self.consistency_transform(x)
         teacher_logits = self.teacher.predict(x)
@@ -225,9 +241,7 @@ class MeanTeacherTrainer(SemiSupervisedTrainer):
         return {"teacher_state": self.teacher.state_dict()}
 
     def load_extra_checkpoint_state(self, checkpoint: dict) -> None:
-        if "teacher_state" not in checkpoint:
-            raise ValueError(f"{self.__class__.__name__} cannot resume from a checkpoint without 'teacher_state' "
-                             f"(written by trainer {checkpoint.get('trainer_name')!r})")
+        self.require_checkpoint_keys(checkpoint, "teacher_state")
         self.teacher.load_state_dict(checkpoint["teacher_state"])
 
 
@@ -263,15 +277,8 @@ class SPConMeanTeacherTrainer(MetaLabelContrast, MeanTeacherTrainer):
         self.check_meta_label_names()
         super().initialize()
 
-    def configure_optimizers(self):
-        self.make_projector()
-        return super().configure_optimizers()
-
-    def trainable_parameters(self) -> list[torch.nn.Parameter]:
-        return super().trainable_parameters() + list(self.projector.parameters())
-
-    def parameters_outside_ddp(self) -> list[torch.nn.Parameter]:
-        return list(self.projector.parameters())
+    def make_heads(self) -> list[torch.nn.Module]:
+        return [self.make_projector()]
 
     def unlabeled_loader(self, pool: list[str]):
         return self.contrastive_loader(pool, self.single_target_training_transforms())
@@ -317,7 +324,7 @@ class SPConMeanTeacherTrainer(MetaLabelContrast, MeanTeacherTrainer):
         self._heatmap_pending = self.heatmap_due()
         super().on_train_epoch_start()
 
-    def unlabeled_terms(self, batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor | float]]:
+    def unlabeled_terms(self, batch: dict, labeled: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor | float]]:
         data = batch["data"].to(self.device, non_blocking=True)
         n = data.shape[0] // self.num_views
         x, other_view = data[:n], data[n:]

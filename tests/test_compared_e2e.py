@@ -1,0 +1,206 @@
+"""End-to-end runs of the compared methods through nnU-Net's own commands (tiny dataset, CPU,
+``SPCL_SCHEDULE=smoke``: 4 epochs x 3 iterations).
+
+Each trainer is stopped once after epoch 1, as a crash would stop it, and resumed with ``--c``:
+its extra state (discriminator and its optimizer, cluster heads, dense projector) is restored
+bit-exact, and the resumed run finishes. The global + local chain runs end to end:
+``ContrastivePretrainTrainer`` -> ``LocalContrastivePretrainTrainer -pretrained_weights`` ->
+``SPConFinetuneTrainer -pretrained_weights``; the segmentation trainers then predict the test
+images with ``nnUNetv2_predict`` and are scored with nnU-Net's ``nnUNetv2_evaluate_folder``.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from nnunet_helpers import (TINY_ID, TinyDataset, check, command, epochs_in, fold_dir, in_process_trainer,
+                            load_checkpoint, nnunet_env, run, set_nnunet_env, tail, train_command,
+                            write_crash_once_trainer)
+
+pytestmark = pytest.mark.e2e
+
+SCHEDULE = {"SPCL_SCHEDULE": "smoke"}
+EPOCHS, ITERATIONS = 4, 3          # the smoke schedule
+GLOBAL, LOCAL, FINETUNE = "ContrastivePretrainTrainer", "LocalContrastivePretrainTrainer", "SPConFinetuneTrainer"
+MODULES = {"MixUpTrainer": "spcl_nnunet.training.compared", "AdversarialTrainer": "spcl_nnunet.training.compared",
+           "DiscreteMITrainer": "spcl_nnunet.training.compared", LOCAL: "spcl_nnunet.training.local_contrastive"}
+SEGMENTERS = ("MixUpTrainer", "AdversarialTrainer", "DiscreteMITrainer")
+EXTRA_STATE = {"MixUpTrainer": (), "AdversarialTrainer": ("discriminator_state", "discriminator_optimizer_state"),
+               "DiscreteMITrainer": ("cluster_heads_state",), LOCAL: ("dense_projector_state",)}
+LOG_KEYS = {"MixUpTrainer": {"supervised_loss", "mixup_loss", "mixup_lambda", "rampup_weight"},
+            "AdversarialTrainer": {"supervised_loss", "adversarial_loss", "discriminator_loss",
+                                   "discriminator_accuracy", "rampup_weight"},
+            "DiscreteMITrainer": {"supervised_loss", "mi_loss", "mi_encoder", "mi_half", "mi_full", "mi_consistency",
+                                  "rampup_weight"},
+            LOCAL: set()}
+
+
+def crash_name(trainer: str) -> str:
+    return f"CrashOnce{trainer}"
+
+
+def assert_same(a, b, where: str) -> None:
+    """Bit-exact equality of nested state (tensors, numbers, lists, dicts)."""
+    if isinstance(a, torch.Tensor):
+        assert isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b.to(a.device)), where
+    elif isinstance(a, dict):
+        assert isinstance(b, dict) and set(a) == set(b), (where, set(a) ^ set(b))
+        for key in a:
+            assert_same(a[key], b[key], f"{where}.{key}")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            assert_same(x, y, f"{where}[{i}]")
+    else:
+        assert a == b, (where, a, b)
+
+
+def live_extra_state(trainer) -> dict:
+    if hasattr(trainer, "discriminator"):
+        return {"discriminator_state": trainer.discriminator.state_dict(),
+                "discriminator_optimizer_state": trainer.discriminator_optimizer.state_dict()}
+    if hasattr(trainer, "cluster_heads"):
+        return {"cluster_heads_state": trainer.cluster_heads.state_dict()}
+    if hasattr(trainer, "dense_projector"):
+        return {"dense_projector_state": trainer.dense_projector.state_dict()}
+    return {}
+
+
+@pytest.fixture(scope="module")
+def chain(tiny_dataset: TinyDataset, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The global stage (plain L_con pre-training), trained once."""
+    results = tmp_path_factory.mktemp("results_compared")
+    env = {**tiny_dataset.env(results), **SCHEDULE}
+    check(run(train_command(TINY_ID, 0, GLOBAL), env))
+    return {"results": results, "global": fold_dir(results, tiny_dataset.name, GLOBAL) / "checkpoint_final.pth"}
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_dataset: TinyDataset, chain: dict, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """Every compared trainer, stopped after epoch 1 and resumed with --c; what the test checks
+    of the restore is recorded here (in-process nnU-Net construction + load_checkpoint)."""
+    root = tmp_path_factory.mktemp("compared_resume")
+    trainer_dir = root / "extra_trainers"
+    for trainer, module in MODULES.items():
+        write_crash_once_trainer(trainer_dir, crash_name(trainer), module, trainer)
+    out = {"env": {**nnunet_env(tiny_dataset.raw, tiny_dataset.pre, chain["results"],
+                                extra_trainer_dirs=[trainer_dir]), **SCHEDULE}}
+    for trainer in MODULES:
+        name, marker = crash_name(trainer), root / f"crashed_{trainer}"
+        env = {**nnunet_env(tiny_dataset.raw, tiny_dataset.pre, chain["results"], extra_trainer_dirs=[trainer_dir],
+                            SPCL_TEST_CRASH_MARKER=str(marker)), **SCHEDULE}
+        folder = fold_dir(chain["results"], tiny_dataset.name, name)
+        extra = ("-pretrained_weights", str(chain["global"])) if trainer == LOCAL else ()
+        first = run(train_command(TINY_ID, 0, name, *extra), env)
+        assert first.returncode == 3 and marker.exists(), tail(first)
+        saved_copy = root / f"{trainer}_latest.pth"
+        shutil.copyfile(folder / "checkpoint_latest.pth", saved_copy)
+        with pytest.MonkeyPatch.context() as monkeypatch:
+            set_nnunet_env(monkeypatch, env)
+            monkeypatch.setenv("SPCL_SCHEDULE", "smoke")
+            restored = in_process_trainer(name)
+            restored.load_checkpoint(str(saved_copy))
+            live = live_extra_state(restored)
+            optimised = {id(p) for group in restored.optimizer.param_groups for p in group["params"]}
+            heads = [m for m in (getattr(restored, "cluster_heads", None), getattr(restored, "dense_projector", None))
+                     if m is not None]
+            heads_optimised = all(id(p) in optimised for m in heads for p in m.parameters())
+        resumed = check(run(train_command(TINY_ID, 0, name, "--c"), env))
+        out[trainer] = {"first": first, "resumed": resumed, "saved": load_checkpoint(saved_copy), "live": live,
+                        "heads_optimised": heads_optimised, "folder": folder, "name": name,
+                        "final": load_checkpoint(folder / "checkpoint_final.pth")}
+    return out
+
+
+@pytest.mark.parametrize("trainer", list(MODULES))
+def test_resume_restores_the_extra_state_bit_exact(trained: dict, trainer: str) -> None:
+    info = trained[trainer]
+    assert epochs_in(info["first"].stdout) == [0, 1], tail(info["first"])
+    assert epochs_in(info["resumed"].stdout) == [2, 3], tail(info["resumed"])
+    saved = info["saved"]
+    assert saved["current_epoch"] == 2 and saved["trainer_name"] == info["name"]
+    assert set(EXTRA_STATE[trainer]) <= set(saved)
+    assert set(info["live"]) == set(EXTRA_STATE[trainer])
+    for key in EXTRA_STATE[trainer]:
+        assert_same(saved[key], info["live"][key], key)
+    assert info["heads_optimised"]             # the heads are in the restored optimizer
+    final = info["final"]
+    assert final["current_epoch"] == EPOCHS
+    log = final["logging"]
+    assert all(len(v) == EPOCHS for v in log.values()), {k: len(v) for k, v in log.items()}
+    for key in LOG_KEYS[trainer] | {"train_losses", "val_losses"}:
+        assert all(np.isfinite(v) for v in log[key]), (key, log[key])
+        assert log[key][:2] == saved["logging"][key], key       # the first two epochs are the saved ones
+    assert (info["folder"] / "progress.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_adversarial_discriminator_learns_every_step(trained: dict) -> None:
+    final = trained["AdversarialTrainer"]["final"]
+    state = final["discriminator_optimizer_state"]["state"]
+    steps = {float(s["step"]) for s in state.values()}
+    assert steps == {float(EPOCHS * ITERATIONS)}       # one Adam step per training iteration, resume included
+    assert all(0 <= a <= 1 for a in final["logging"]["discriminator_accuracy"])
+    assert "patch discriminator with" in trained["AdversarialTrainer"]["first"].stdout
+    assert "unlabeled pool:" in trained["AdversarialTrainer"]["first"].stdout
+
+
+def test_mixup_uses_labeled_pairs_only(trained: dict) -> None:
+    info = trained["MixUpTrainer"]
+    assert "the unlabeled images are not used" in info["first"].stdout
+    assert "unlabeled pool:" not in info["first"].stdout
+    assert all(0 <= lam <= 1 for lam in info["final"]["logging"]["mixup_lambda"])
+
+
+def test_discrete_mi_terms(trained: dict) -> None:
+    log = trained["DiscreteMITrainer"]["final"]["logging"]
+    k = np.log(20)
+    for key in ("mi_encoder", "mi_half", "mi_full"):
+        assert all(-k - 1e-4 <= v <= 1e-6 for v in log[key]), (key, log[key])    # -MI lies in [-log K, 0]
+    assert "cluster_heads_state" in trained["DiscreteMITrainer"]["final"]
+
+
+def test_local_stage_trains_the_decoder_up_to_half_resolution_only(trained: dict, chain: dict) -> None:
+    info = trained[LOCAL]
+    assert "Loading pretrained weights from file" in info["first"].stdout
+    start, final = load_checkpoint(chain["global"])["network_weights"], info["final"]["network_weights"]
+    stages = sorted({int(k.split(".")[2]) for k in final if k.startswith("decoder.stages.")})
+    changed = {k for k in final if not torch.equal(final[k], start[k])}
+    assert not {k for k in changed if k.startswith("encoder.")}                      # frozen
+    assert not {k for k in changed if k.startswith(f"decoder.stages.{stages[-1]}.")
+                or k.startswith(f"decoder.transpconvs.{stages[-1]}.")}               # never trained
+    # -pretrained_weights does not load seg_layers (nnU-Net skips them): they keep their initialisation,
+    # the same at the stop after epoch 1 and at the end
+    mid = info["saved"]["network_weights"]
+    seg = [k for k in final if ".seg_layers." in k]
+    assert seg and all(torch.equal(final[k], mid[k]) for k in seg)
+    assert any(not torch.equal(final[k], mid[k]) for k in final if k.startswith(f"decoder.stages.{stages[-2]}."))
+    assert {k for k in changed if k.startswith(f"decoder.stages.{stages[-2]}.")}     # the 1/2-resolution block
+    assert "Pre-training has no segmentation head" in info["resumed"].stdout
+
+
+def _predict_and_evaluate(tiny_dataset: TinyDataset, env: dict, results: Path, trainer: str, out: Path) -> dict:
+    images = tiny_dataset.raw_dataset / "imagesTs"
+    check(run([command("nnUNetv2_predict"), "-i", images, "-o", out, "-d", str(TINY_ID), "-c", "2d", "-f", "0",
+               "-tr", trainer, "-device", "cpu", "-npp", "1", "-nps", "1"], env))
+    check(run([command("nnUNetv2_evaluate_folder"), tiny_dataset.raw_dataset / "labelsTs", out,
+               "-djfile", tiny_dataset.raw_dataset / "dataset.json",
+               "-pfile", fold_dir(results, tiny_dataset.name, trainer).parent / "plans.json"], env))
+    return json.loads((out / "summary.json").read_text())
+
+
+def test_segmenters_and_the_global_local_chain_predict_and_evaluate(tiny_dataset: TinyDataset, trained: dict,
+                                                                     chain: dict, tmp_path: Path) -> None:
+    results, env = chain["results"], trained["env"]
+    local_final = trained[LOCAL]["folder"] / "checkpoint_final.pth"
+    proc = check(run(train_command(TINY_ID, 0, FINETUNE, "-pretrained_weights", str(local_final)), env))
+    assert "Loading pretrained weights from file" in proc.stdout and str(local_final) in proc.stdout
+    for trainer in [trained[t]["name"] for t in SEGMENTERS] + [FINETUNE]:
+        summary = _predict_and_evaluate(tiny_dataset, env, results, trainer, tmp_path / trainer)
+        assert {"1", "2", "3"} <= set(summary["mean"]), trainer
+        assert all(0 <= summary["mean"][c]["Dice"] <= 1 for c in ("1", "2", "3")), trainer
