@@ -5,7 +5,9 @@ DCGAN-style: stride-2 blocks Conv2d(k=4, s=2, p=1) with 64 -> 128 -> 256 -> 512 
 the first; then Conv2d(c, 1, k=3, s=1, p=1) giving one logit per patch, (B, 1, h, w). Input:
 softmax maps of the segmenter, optionally with the image concatenated (the caller decides
 ``in_channels``). Initialisation as DCGAN: conv weights N(0, 0.02), BatchNorm weights N(1, 0.02),
-biases 0.
+biases 0. BatchNorm normalises with the batch's statistics only (no running statistics): the
+discriminator is only ever used in training, and under DDP every GPU's copy stays identical (its
+parameters move by averaged gradients; running statistics would drift apart per GPU).
 
 The reference DCGAN discriminator ends with a 4x4 valid convolution and fails on inputs under
 64 px. This one adapts its depth to nnU-Net's patch size instead: a stride-2 block maps a side n
@@ -59,7 +61,7 @@ class PatchDiscriminator(nn.Module):
             out = base_channels * 2 ** min(block, 3)
             layers.append(nn.Conv2d(channels, out, kernel_size=4, stride=2, padding=1, bias=block == 0))
             if block > 0:
-                layers.append(nn.BatchNorm2d(out))
+                layers.append(nn.BatchNorm2d(out, track_running_stats=False))
             layers.append(nn.LeakyReLU(0.2, inplace=True))
             channels = out
         layers.append(nn.Conv2d(channels, 1, kernel_size=3, stride=1, padding=1))

@@ -69,3 +69,14 @@ def test_autocast_bfloat16() -> None:
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = d(torch.randn(2, 3, 32, 24))
     assert d.num_downsamplings == 3 and out.shape == (2, 1, 4, 3) and torch.isfinite(out.float()).all()
+
+
+def test_batch_norm_keeps_no_running_statistics() -> None:
+    """Identical copies on several GPUs stay identical: the state is parameters only."""
+    from spcl_nnunet.discriminator import PatchDiscriminator
+
+    d = PatchDiscriminator(4, (32, 32))
+    before = {k: v.clone() for k, v in d.state_dict().items()}
+    d(torch.randn(2, 4, 32, 32))
+    assert all(torch.equal(v, before[k]) for k, v in d.state_dict().items())
+    assert set(d.state_dict()) == {k for k, _ in d.named_parameters()}
