@@ -1,12 +1,14 @@
 """End-to-end runs of the compared methods through nnU-Net's own commands (tiny dataset, CPU,
 ``SPCL_SCHEDULE=smoke``: 4 epochs x 3 iterations).
 
-Each trainer is stopped once after epoch 1, as a crash would stop it, and resumed with ``--c``:
-its extra state (discriminator and its optimizer, cluster heads, dense projector) is restored
-bit-exact, and the resumed run finishes. The global + local chain runs end to end:
+Each trainer with extra state is stopped once after epoch 1, as a crash would stop it, and
+resumed with ``--c``: its extra state (discriminator and its optimizer, cluster heads, dense
+projector) is restored bit-exact, and the resumed run finishes (MixUp, which has none, trains in
+one go). The global + local chain runs end to end:
 ``ContrastivePretrainTrainer`` -> ``LocalContrastivePretrainTrainer -pretrained_weights`` ->
 ``SPConFinetuneTrainer -pretrained_weights``; the segmentation trainers then predict the test
-images with ``nnUNetv2_predict`` and are scored with nnU-Net's ``nnUNetv2_evaluate_folder``.
+images with ``nnUNetv2_predict`` and are scored with nnU-Net's evaluation (``compute_metrics_on_folder2``,
+what ``nnUNetv2_evaluate_folder`` runs).
 """
 
 from __future__ import annotations
@@ -92,6 +94,12 @@ def trained(tiny_dataset: TinyDataset, chain: dict, tmp_path_factory: pytest.Tem
     out = {"env": {**nnunet_env(tiny_dataset.raw, tiny_dataset.pre, chain["results"],
                                 extra_trainer_dirs=[trainer_dir]), **SCHEDULE}}
     for trainer in MODULES:
+        if not EXTRA_STATE[trainer]:        # nothing of its own to restore: one plain run
+            proc = check(run(train_command(TINY_ID, 0, trainer), out["env"]))
+            folder = fold_dir(chain["results"], tiny_dataset.name, trainer)
+            out[trainer] = {"first": proc, "folder": folder, "name": trainer,
+                            "final": load_checkpoint(folder / "checkpoint_final.pth")}
+            continue
         name, marker = crash_name(trainer), root / f"crashed_{trainer}"
         env = {**nnunet_env(tiny_dataset.raw, tiny_dataset.pre, chain["results"], extra_trainer_dirs=[trainer_dir],
                             SPCL_TEST_CRASH_MARKER=str(marker)), **SCHEDULE}
@@ -118,7 +126,7 @@ def trained(tiny_dataset: TinyDataset, chain: dict, tmp_path_factory: pytest.Tem
     return out
 
 
-@pytest.mark.parametrize("trainer", list(MODULES))
+@pytest.mark.parametrize("trainer", [t for t in MODULES if EXTRA_STATE[t]])
 def test_resume_restores_the_extra_state_bit_exact(trained: dict, trainer: str) -> None:
     info = trained[trainer]
     assert epochs_in(info["first"].stdout) == [0, 1], tail(info["first"])
@@ -152,9 +160,15 @@ def test_adversarial_discriminator_learns_every_step(trained: dict) -> None:
 
 def test_mixup_uses_labeled_pairs_only(trained: dict) -> None:
     info = trained["MixUpTrainer"]
+    assert epochs_in(info["first"].stdout) == list(range(EPOCHS)), tail(info["first"])
     assert "the unlabeled images are not used" in info["first"].stdout
     assert "unlabeled pool:" not in info["first"].stdout
-    assert all(0 <= lam <= 1 for lam in info["final"]["logging"]["mixup_lambda"])
+    log = info["final"]["logging"]
+    assert all(len(v) == EPOCHS for v in log.values()), {k: len(v) for k, v in log.items()}
+    for key in LOG_KEYS["MixUpTrainer"] | {"train_losses", "val_losses"}:
+        assert all(np.isfinite(v) for v in log[key]), (key, log[key])
+    assert all(0 <= lam <= 1 for lam in log["mixup_lambda"])
+    assert all(v > 0 for v in log["mixup_loss"])
 
 
 def test_discrete_mi_terms(trained: dict) -> None:
@@ -188,9 +202,12 @@ def _predict_and_evaluate(tiny_dataset: TinyDataset, env: dict, results: Path, t
     images = tiny_dataset.raw_dataset / "imagesTs"
     check(run([command("nnUNetv2_predict"), "-i", images, "-o", out, "-d", str(TINY_ID), "-c", "2d", "-f", "0",
                "-tr", trainer, "-device", "cpu", "-npp", "1", "-nps", "1"], env))
-    check(run([command("nnUNetv2_evaluate_folder"), tiny_dataset.raw_dataset / "labelsTs", out,
-               "-djfile", tiny_dataset.raw_dataset / "dataset.json",
-               "-pfile", fold_dir(results, tiny_dataset.name, trainer).parent / "plans.json"], env))
+    from nnunetv2.evaluation.evaluate_predictions import compute_metrics_on_folder2
+
+    compute_metrics_on_folder2(str(tiny_dataset.raw_dataset / "labelsTs"), str(out),
+                               str(tiny_dataset.raw_dataset / "dataset.json"),
+                               str(fold_dir(results, tiny_dataset.name, trainer).parent / "plans.json"),
+                               num_processes=1)
     return json.loads((out / "summary.json").read_text())
 
 
