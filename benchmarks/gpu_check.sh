@@ -55,11 +55,17 @@ step contrastive-pretrain train -tr ContrastivePretrainTrainer &
 step mean-teacher train -tr MeanTeacherTrainer &
 step entropy-min train -tr EntropyMinTrainer &
 step baseline train -tr SPConBaselineTrainer &
+step mixup train -tr MixUpTrainer &
+step adversarial train -tr AdversarialTrainer &
+step discrete-mi train -tr DiscreteMITrainer &
 wait
 # wave 2: what needs a finished training of wave 1
 step spcon-mt-pretrained train -tr SPConMeanTeacherTrainer -pretrained_weights "$pre" &
 step finetune-pretrained train -tr SPConFinetuneTrainer -pretrained_weights "$pre" &
 step baseline-continue train -tr SPConBaselineTrainer --c &
+step local-contrastive train -tr LocalContrastivePretrainTrainer -pretrained_weights \
+    "${pre/SPConPretrainTrainer/ContrastivePretrainTrainer}" &
+step adversarial-continue train -tr AdversarialTrainer --c &
 wait
 ds=$nnUNet_raw/Dataset990_SyntheticCardiac
 step predict-evaluate bash -c "nnUNetv2_predict -i $ds/imagesTs -o $work/pred -d 990 -c 2d -f 0 \
