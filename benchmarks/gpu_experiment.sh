@@ -2,6 +2,9 @@
 # The acdc-profile experiment on one GPU (issue #8): baseline, spcon, mean-teacher and spcon-mt at
 # 1 labeled scan x 3 splits, --schedule gpu, --device cuda, trainings run 8 at a time (13 trainings:
 # one shared pre-training + 12; two waves on one GPU).
+# The compared methods of issue #10 on the same schedule (the global + local chain: two pre-trainings,
+# then 3 fine-tunings; 14 jobs: the runs that wait for a pre-training hold a slot without training):
+#   SPCL_GPU_METHODS="mixup adversarial discrete-mi global-local" SPCL_GPU_JOBS=14 bash benchmarks/gpu_experiment.sh
 #
 # For a machine that has PyTorch (+ numpy, scipy, scikit-image, pandas, matplotlib) but not nnU-Net:
 #   here:   bash benchmarks/gpu_site.sh            # packs nnU-Net & co. into .gpu_site/site.tar.xz (~37 MiB)
@@ -16,6 +19,7 @@ out=${OUT:-$repo/gpu_experiment_out}
 budget=${SPCL_GPU_BUDGET_S:-470}
 # a dry run on a CPU machine: SPCL_GPU_SCHEDULE=smoke SPCL_GPU_DEVICE=cpu SPCL_GPU_JOBS=2
 schedule=${SPCL_GPU_SCHEDULE:-gpu} device=${SPCL_GPU_DEVICE:-cuda} jobs=${SPCL_GPU_JOBS:-8}
+read -r -a methods <<< "${SPCL_GPU_METHODS:-baseline spcon mean-teacher spcon-mt}"
 mkdir -p "$out"
 start=$(date +%s)
 
@@ -37,7 +41,7 @@ mkdir -p "$nnUNet_raw" "$nnUNet_preprocessed"
 left=$(( budget - ($(date +%s) - start) ))
 set +e
 timeout --signal=TERM --kill-after=20 "$left" spcl_nnunet experiment -d 910 \
-    --methods baseline spcon mean-teacher spcon-mt --labeled 1 --splits 0 1 2 \
+    --methods "${methods[@]}" --labeled 1 --splits 0 1 2 \
     --schedule "$schedule" --device "$device" --jobs "$jobs" --workdir "$work/experiment" 2>&1 | tee "$out/experiment.log"
 status=${PIPESTATUS[0]}
 set -e

@@ -71,8 +71,10 @@ class ProjectionHead(nn.Module):
 class ClusterHeads(nn.Module):
     """``num_heads`` IIC sub-heads on a feature map: GAP -> Linear(C, K) -> softmax.
 
-    Input (B, C, *spatial) with 2-D or 3-D spatial dims; output a list of ``num_heads`` float32
-    (B, K) probability matrices (softmax in float32, autocast disabled).
+    The sub-heads are one Linear(C, heads * K) whose output is split into heads of K (each
+    sub-head's weights initialised and trained as its own Linear(C, K) would be). Input
+    (B, C, *spatial) with 2-D or 3-D spatial dims; output float32 (B, heads, K) probabilities
+    (softmax over K in float32, autocast disabled).
     """
 
     def __init__(self, in_channels: int, num_clusters: int = 20, num_heads: int = 5) -> None:
@@ -80,20 +82,21 @@ class ClusterHeads(nn.Module):
         _check_sizes(in_channels=in_channels, num_clusters=num_clusters, num_heads=num_heads)
         self.in_channels = in_channels
         self.num_clusters = num_clusters
-        self.heads = nn.ModuleList(nn.Linear(in_channels, num_clusters) for _ in range(num_heads))
+        self.num_heads = num_heads
+        self.linear = nn.Linear(in_channels, num_heads * num_clusters)
 
-    def forward(self, x: Tensor) -> list[Tensor]:
+    def forward(self, x: Tensor) -> Tensor:
         _check_input(x, self.in_channels, (4, 5), "(B, C, H, W) or (B, C, D, H, W)")
-        pooled = x.flatten(2).mean(dim=-1)
-        logits = [head(pooled) for head in self.heads]
+        logits = self.linear(x.flatten(2).mean(dim=-1)).unflatten(1, (self.num_heads, self.num_clusters))
         with torch.autocast(device_type=x.device.type, enabled=False):
-            return [torch.softmax(z.float(), dim=1) for z in logits]
+            return torch.softmax(logits.float(), dim=2)
 
 
 class DenseClusterHeads(nn.Module):
     """``num_heads`` dense IIC sub-heads: Conv2d(C, K, 1) -> softmax over channels per pixel.
 
-    Input (B, C, H, W); output a list of ``num_heads`` float32 (B, K, H, W) probability maps.
+    The sub-heads are one Conv2d(C, heads * K, 1) split into heads of K (one convolution instead
+    of one per sub-head). Input (B, C, H, W); output float32 (B, heads, K, H, W) probability maps.
     """
 
     def __init__(self, in_channels: int, num_clusters: int = 20, num_heads: int = 5) -> None:
@@ -101,13 +104,14 @@ class DenseClusterHeads(nn.Module):
         _check_sizes(in_channels=in_channels, num_clusters=num_clusters, num_heads=num_heads)
         self.in_channels = in_channels
         self.num_clusters = num_clusters
-        self.heads = nn.ModuleList(nn.Conv2d(in_channels, num_clusters, 1) for _ in range(num_heads))
+        self.num_heads = num_heads
+        self.conv = nn.Conv2d(in_channels, num_heads * num_clusters, 1)
 
-    def forward(self, x: Tensor) -> list[Tensor]:
+    def forward(self, x: Tensor) -> Tensor:
         _check_input(x, self.in_channels, (4,), "(B, C, H, W)")
-        logits = [head(x) for head in self.heads]
+        logits = self.conv(x).unflatten(1, (self.num_heads, self.num_clusters))
         with torch.autocast(device_type=x.device.type, enabled=False):
-            return [torch.softmax(z.float(), dim=1) for z in logits]
+            return torch.softmax(logits.float(), dim=2)
 
 
 class DenseProjectionHead(nn.Module):

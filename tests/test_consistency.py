@@ -144,6 +144,13 @@ def test_flips_are_involutions_at_any_resolution() -> None:
     x = torch.arange(2 * 6, dtype=torch.float32).view(2, 1, 2, 3)
     assert flips.apply(x)[0, 0].tolist() == [[3, 4, 5], [0, 1, 2]]
     assert flips.apply(x)[1, 0].tolist() == [[8, 7, 6], [11, 10, 9]]
+    # its own adjoint: the gradient through T is T of the gradient
+    leaf = torch.randn(6, 2, 5, 4, generator=g, requires_grad=True)
+    weight = torch.randn(6, 2, 5, 4, generator=g)
+    (t.apply(leaf) * weight).sum().backward()
+    assert torch.equal(leaf.grad, t.apply(weight))
+    none = FlipTransform(torch.zeros(3, dtype=torch.bool), torch.zeros(3, dtype=torch.bool))
+    assert none.apply(x[:1].expand(3, -1, -1, -1)).shape == (3, 1, 2, 3)
 
 
 def test_flips_commute_with_pooling_by_two() -> None:

@@ -8,7 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from spcl_nnunet.losses.mutual_information import dense_iic_loss, iic_loss
+from spcl_nnunet.losses.mutual_information import (dense_iic_loss, iic_loss, multihead_dense_iic_loss,
+                                                    multihead_iic_loss)
 
 
 def _balanced_one_hot(k: int, per_cluster: int = 3) -> torch.Tensor:
@@ -73,6 +74,29 @@ def test_dense_equals_flattened_pixels() -> None:
     torch.testing.assert_close(dense_iic_loss(soft1, soft2), iic_loss(*soft_flat))
     # pixels matter as pairs: pairing each pixel with another image's pixel changes the value
     assert not torch.allclose(dense_iic_loss(maps1, maps1), dense_iic_loss(maps1, maps1.flip(0)))
+
+
+def test_multihead_is_the_mean_over_independent_heads() -> None:
+    k = 5
+    one_hot = _balanced_one_hot(k)                              # head 0: -log K
+    uniform = torch.full_like(one_hot, 1 / k)                   # head 1: 0
+    heads = torch.stack([one_hot, uniform], dim=1)              # (N, 2, K)
+    assert multihead_iic_loss(heads, heads).item() == pytest.approx(-math.log(k) / 2, abs=1e-5)
+    g = torch.Generator().manual_seed(4)
+    p1 = torch.softmax(torch.randn(12, 3, k, generator=g), dim=2)
+    p2 = torch.softmax(torch.randn(12, 3, k, generator=g), dim=2)
+    per_head = torch.stack([iic_loss(p1[:, h], p2[:, h]) for h in range(3)])
+    torch.testing.assert_close(multihead_iic_loss(p1, p2), per_head.mean())
+    d1 = torch.softmax(torch.randn(2, 3, k, 4, 6, generator=g), dim=2)
+    d2 = torch.softmax(torch.randn(2, 3, k, 4, 6, generator=g), dim=2)
+    per_head = torch.stack([dense_iic_loss(d1[:, h], d2[:, h]) for h in range(3)])
+    torch.testing.assert_close(multihead_dense_iic_loss(d1, d2), per_head.mean())
+    with pytest.raises(ValueError, match=r"\(N, heads, K\)"):
+        multihead_iic_loss(p1[:, 0], p2[:, 0])
+    with pytest.raises(ValueError, match=r"\(B, heads, K, H, W\)"):
+        multihead_dense_iic_loss(d1[:, 0], d2[:, 0])
+    with pytest.raises(ValueError, match="differ in shape"):
+        multihead_dense_iic_loss(d1, d2[:, :2])
 
 
 def test_errors() -> None:

@@ -108,7 +108,9 @@ def random_geometric_transform(batch_size: int, spatial_shape: Sequence[int], de
 @dataclass(frozen=True)
 class FlipTransform:
     """Per-image flips: ``flip_h`` / ``flip_w`` (B,) bool say whether image b is flipped along H
-    (last-but-one axis) / W (last axis). Defined at any H, W; its own inverse."""
+    (last-but-one axis) / W (last axis). Defined at any H, W; its own inverse. ``apply`` reads the
+    flags on the host (keep them on the CPU, ``random_flips``' default, to avoid a device sync) and
+    flips only the images that need it, runs of images with the same flips in one operation."""
 
     flip_h: Tensor
     flip_w: Tensor
@@ -123,14 +125,19 @@ class FlipTransform:
             raise ValueError(f"flip_h and flip_w differ in length: {self.flip_h.shape[0]} vs {self.flip_w.shape[0]}")
 
     def apply(self, x: Tensor) -> Tensor:
-        """T(x) for x of shape (B, C, H, W), any H and W (same dtype and device as x)."""
+        """T(x) for x of shape (B, C, H, W), any H and W (same dtype and device as x; x itself
+        when no image is flipped)."""
         if x.dim() != 4 or x.shape[0] != self.flip_h.shape[0]:
             raise ValueError(f"flips made for a batch of {self.flip_h.shape[0]} images (B, C, H, W), "
                              f"got a tensor of shape {tuple(x.shape)}")
-        flip_h = self.flip_h.to(x.device).view(-1, 1, 1, 1)
-        flip_w = self.flip_w.to(x.device).view(-1, 1, 1, 1)
-        out = torch.where(flip_h, x.flip(-2), x)
-        return torch.where(flip_w, out.flip(-1), out)
+        flags = list(zip(self.flip_h.tolist(), self.flip_w.tolist()))
+        pieces, start = [], 0
+        for end in range(1, len(flags) + 1):
+            if end == len(flags) or flags[end] != flags[start]:
+                dims = [dim for dim, flip in zip((-2, -1), flags[start]) if flip]
+                pieces.append(x[start:end].flip(dims) if dims else x[start:end])
+                start = end
+        return pieces[0] if len(pieces) == 1 else torch.cat(pieces)
 
 
 def random_flips(batch_size: int, probability: float = 0.8, generator: torch.Generator | None = None,

@@ -29,17 +29,27 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["iic_loss", "dense_iic_loss"]
+__all__ = ["iic_loss", "dense_iic_loss", "multihead_iic_loss", "multihead_dense_iic_loss"]
 
 
 def _neg_mutual_information(joint: Tensor, eps: float) -> Tensor:
-    """-MI of the (K, K) float32 joint counts ``joint`` after symmetrising and normalising."""
-    joint = (joint + joint.t()) / 2
-    joint = joint / joint.sum()
-    p_i = joint.sum(dim=1, keepdim=True).clamp(min=eps)
-    p_j = joint.sum(dim=0, keepdim=True).clamp(min=eps)
+    """-MI of float32 joint counts ``joint`` (..., K, K) after symmetrising and normalising each
+    (K, K) matrix; shape (...)."""
+    joint = (joint + joint.transpose(-1, -2)) / 2
+    joint = joint / joint.sum(dim=(-2, -1), keepdim=True)
+    p_i = joint.sum(dim=-1, keepdim=True).clamp(min=eps)
+    p_j = joint.sum(dim=-2, keepdim=True).clamp(min=eps)
     joint = joint.clamp(min=eps)
-    return -(joint * (torch.log(joint) - torch.log(p_i) - torch.log(p_j))).sum()
+    return -(joint * (torch.log(joint) - torch.log(p_i) - torch.log(p_j))).sum(dim=(-2, -1))
+
+
+def _check_pair(p1: Tensor, p2: Tensor, dims: int, expected: str, what: str) -> None:
+    if p1.dim() != dims or p2.dim() != dims:
+        raise ValueError(f"expected two {expected} {what}, got shapes {tuple(p1.shape)} and {tuple(p2.shape)}")
+    if p1.shape != p2.shape:
+        raise ValueError(f"the two views' {what} differ in shape: {tuple(p1.shape)} vs {tuple(p2.shape)}")
+    if p1.numel() == 0:
+        raise ValueError(f"expected at least one sample and one cluster, got shape {tuple(p1.shape)}")
 
 
 def _check_eps(eps: float) -> None:
@@ -47,36 +57,39 @@ def _check_eps(eps: float) -> None:
         raise ValueError(f"eps must be > 0, got {eps}")
 
 
-def iic_loss(p1: Tensor, p2: Tensor, eps: float = 1e-10) -> Tensor:
-    """-MI between the cluster assignments ``p1`` and ``p2`` of shape (N, K) (rows: softmax
-    outputs of the two views); a float32 scalar in [-log K, 0] (up to eps)."""
-    if p1.dim() != 2 or p2.dim() != 2:
-        raise ValueError(f"expected two (N, K) probability matrices, got shapes {tuple(p1.shape)} and "
-                         f"{tuple(p2.shape)}")
-    if p1.shape != p2.shape:
-        raise ValueError(f"the two views' assignments differ in shape: {tuple(p1.shape)} vs {tuple(p2.shape)}")
-    if p1.shape[0] == 0 or p1.shape[1] == 0:
-        raise ValueError(f"expected at least one sample and one cluster, got shape {tuple(p1.shape)}")
+def multihead_iic_loss(p1: Tensor, p2: Tensor, eps: float = 1e-10) -> Tensor:
+    """Mean over sub-heads of -MI between the assignments ``p1``, ``p2`` of shape (N, heads, K):
+    the joint of head h is sum_n p1[n, h] p2[n, h]^T (all heads in one batched product)."""
+    _check_pair(p1, p2, 3, "(N, heads, K)", "assignments")
     _check_eps(eps)
     with torch.autocast(device_type=p1.device.type, enabled=False):
         a, b = p1.float(), p2.float()
-        return _neg_mutual_information(a.t() @ b, eps)
+        joint = torch.einsum("nhk,nhl->hkl", a, b)                              # (heads, K, K)
+        return _neg_mutual_information(joint, eps).mean()
+
+
+def multihead_dense_iic_loss(p1: Tensor, p2: Tensor, eps: float = 1e-10) -> Tensor:
+    """Mean over sub-heads of -MI between per-pixel assignments ``p1``, ``p2`` of shape
+    (B, heads, K, H, W) (softmax over dim 2), each head's joint summed over all pixels of all
+    images (displacement padding p = 0). min(P) is not subtracted (see module doc)."""
+    _check_pair(p1, p2, 5, "(B, heads, K, H, W)", "assignment maps")
+    _check_eps(eps)
+    with torch.autocast(device_type=p1.device.type, enabled=False):
+        a, b = p1.float().flatten(3), p2.float().flatten(3)                     # (B, heads, K, H*W)
+        joint = torch.einsum("bhkp,bhlp->hkl", a, b)                            # summed over pixels
+        return _neg_mutual_information(joint, eps).mean()
+
+
+def iic_loss(p1: Tensor, p2: Tensor, eps: float = 1e-10) -> Tensor:
+    """-MI between the cluster assignments ``p1`` and ``p2`` of shape (N, K) (rows: softmax
+    outputs of the two views); a float32 scalar in [-log K, 0] (up to eps)."""
+    _check_pair(p1, p2, 2, "(N, K)", "assignments")
+    return multihead_iic_loss(p1.unsqueeze(1), p2.unsqueeze(1), eps)
 
 
 def dense_iic_loss(p1: Tensor, p2: Tensor, eps: float = 1e-10) -> Tensor:
     """-MI between per-pixel assignments ``p1``, ``p2`` of shape (B, K, H, W) (softmax over
     dim 1), the joint summed over all pixels of all images (displacement padding p = 0);
     equal to ``iic_loss`` on the flattened pixels. min(P) is not subtracted (see module doc)."""
-    if p1.dim() != 4 or p2.dim() != 4:
-        raise ValueError(f"expected two (B, K, H, W) probability maps, got shapes {tuple(p1.shape)} and "
-                         f"{tuple(p2.shape)}")
-    if p1.shape != p2.shape:
-        raise ValueError(f"the two views' assignment maps differ in shape: {tuple(p1.shape)} vs "
-                         f"{tuple(p2.shape)}")
-    if p1.numel() == 0:
-        raise ValueError(f"expected at least one pixel and one cluster, got shape {tuple(p1.shape)}")
-    _check_eps(eps)
-    with torch.autocast(device_type=p1.device.type, enabled=False):
-        a, b = p1.float().flatten(2), p2.float().flatten(2)               # (B, K, H*W)
-        joint = torch.bmm(a, b.transpose(1, 2)).sum(dim=0)                # (K, K), summed over pixels
-        return _neg_mutual_information(joint, eps)
+    _check_pair(p1, p2, 4, "(B, K, H, W)", "assignment maps")
+    return multihead_dense_iic_loss(p1.unsqueeze(1), p2.unsqueeze(1), eps)

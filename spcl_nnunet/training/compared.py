@@ -24,7 +24,7 @@ from spcl_nnunet.intensity import random_intensity_view
 from spcl_nnunet.losses.adversarial import adversarial_loss, discriminator_accuracy, discriminator_loss
 from spcl_nnunet.losses.consistency import random_flips
 from spcl_nnunet.losses.mixup import mix, mix_mask, one_hot_target, sample_mixing, soft_target_loss
-from spcl_nnunet.losses.mutual_information import dense_iic_loss, iic_loss
+from spcl_nnunet.losses.mutual_information import multihead_dense_iic_loss, multihead_iic_loss
 from spcl_nnunet.training.semisupervised import SemiSupervisedTrainer, full_resolution
 from spcl_nnunet.unet_features import decoder_stage_at, decoder_stage_outputs
 
@@ -219,23 +219,23 @@ class DiscreteMITrainer(SemiSupervisedTrainer):
     def unlabeled_terms(self, batch: dict, labeled: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor | float]]:
         x = batch["data"].to(self.device, non_blocking=True)
         n = x.shape[0]
-        flips = random_flips(n, self.flip_probability, device=self.device)
+        flips = random_flips(n, self.flip_probability)       # flags on the host: no device sync
         network = self.unwrapped_network()         # the decoder's block outputs are needed, not only its logits
         skips = network.encoder(torch.cat([x, flips.apply(random_intensity_view(x))]))
         blocks = decoder_stage_outputs(network.decoder, skips, upto=self.decoder_stages["decoder_full"])
-        features = {"bottleneck": skips[-1], **{name: blocks[s] for name, s in self.decoder_stages.items()}}
         terms = {}
         with float32(self.device):
-            for name, feature in features.items():
-                heads = self.cluster_heads[name]
-                first, second = heads(feature[:n].float()), heads(feature[n:].float())
-                if name == "bottleneck":    # pooled: the flips do not matter
-                    pairs = [iic_loss(a, b) for a, b in zip(first, second)]
-                else:
-                    pairs = [dense_iic_loss(flips.apply(a), b) for a, b in zip(first, second)]
-                terms[name] = torch.stack(pairs).mean()
-            probabilities = torch.softmax(network.decoder.seg_layers[-1](blocks[-1]).float(), dim=1)
-            consistency = F.mse_loss(probabilities[n:], flips.apply(probabilities[:n]).detach())
+            # every sub-head of a level at once: (2n, heads, K) and (2n, heads, K, h, w), both views together
+            p = self.cluster_heads["bottleneck"](skips[-1].float())
+            terms["bottleneck"] = multihead_iic_loss(p[:n], p[n:])          # pooled: the flips do not matter
+            for name, stage in self.decoder_stages.items():
+                p = self.cluster_heads[name](blocks[stage].float())
+                first = flips.apply(p[:n].flatten(1, 2)).view_as(p[n:])     # T(h(F(x))) = h(T(F(x)))
+                terms[name] = multihead_dense_iic_loss(first, p[n:])
+            # the release's consistency term: with gradient only when it is part of the loss
+            with torch.set_grad_enabled(torch.is_grad_enabled() and self.mi_consistency_weight != 0):
+                probabilities = torch.softmax(network.decoder.seg_layers[-1](blocks[-1]).float(), dim=1)
+                consistency = F.mse_loss(probabilities[n:], flips.apply(probabilities[:n]).detach())
         mi = (self.mi_weight_encoder * terms["bottleneck"] + self.mi_weight_half * terms["decoder_half"]
               + self.mi_weight_full * terms["decoder_full"])
         loss = self.rampup_weight * (mi + self.mi_consistency_weight * consistency)
