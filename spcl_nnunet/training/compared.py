@@ -232,9 +232,12 @@ class DiscreteMITrainer(SemiSupervisedTrainer):
                 p = self.cluster_heads[name](blocks[stage].float())
                 first = flips.apply(p[:n].flatten(1, 2)).view_as(p[n:])     # T(h(F(x))) = h(T(F(x)))
                 terms[name] = multihead_dense_iic_loss(first, p[n:])
-            # the release's consistency term: with gradient only when it is part of the loss
-            with torch.set_grad_enabled(torch.is_grad_enabled() and self.mi_consistency_weight != 0):
-                probabilities = torch.softmax(network.decoder.seg_layers[-1](blocks[-1]).float(), dim=1)
+        # the release's consistency term, with gradient only when it is part of the loss; the segmentation
+        # layer runs under nnU-Net's autocast (its input is float16 there), the softmax and MSE in float32
+        with torch.set_grad_enabled(torch.is_grad_enabled() and self.mi_consistency_weight != 0):
+            logits = network.decoder.seg_layers[-1](blocks[-1])
+            with float32(self.device):
+                probabilities = torch.softmax(logits.float(), dim=1)
                 consistency = F.mse_loss(probabilities[n:], flips.apply(probabilities[:n]).detach())
         mi = (self.mi_weight_encoder * terms["bottleneck"] + self.mi_weight_half * terms["decoder_half"]
               + self.mi_weight_full * terms["decoder_full"])
