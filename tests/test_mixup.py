@@ -148,3 +148,31 @@ def test_finite_from_float16_logits() -> None:
         out = conv(torch.randn(4, 1, 6, 6))
         auto = soft_target_loss(out, mix(one_hot, lam, perm), mix_mask(mask, perm))
     assert auto.dtype == torch.float32 and torch.isfinite(auto)
+
+
+def test_a_random_subset_of_the_mixed_images_estimates_the_full_loss_without_bias() -> None:
+    from itertools import combinations
+
+    from spcl_nnunet.losses.mixup import sample_rows
+
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(4, 2, 5, 5, generator=g)
+    onehot, valid = one_hot_target(torch.randint(0, 3, (4, 1, 5, 5), generator=g), 3)
+    logits = torch.randn(4, 3, 5, 5, generator=g)
+    lam, perm = 0.3, torch.tensor([2, 0, 3, 1])
+    for rows in (torch.tensor([1, 3]), torch.tensor([0])):
+        torch.testing.assert_close(mix(x, lam, perm, rows), mix(x, lam, perm)[rows])
+        torch.testing.assert_close(mix(onehot, lam, perm, rows), mix(onehot, lam, perm)[rows])
+        torch.testing.assert_close(mix_mask(valid, perm, rows), mix_mask(valid, perm)[rows])
+    full = soft_target_loss(logits, mix(onehot, lam, perm))
+    # every subset of 2 of the 4 mixed images equally likely: the mean over subsets is the full loss
+    subsets = [torch.tensor(c) for c in combinations(range(4), 2)]
+    mean = torch.stack([soft_target_loss(logits[r], mix(onehot, lam, perm, r)) for r in subsets]).mean()
+    torch.testing.assert_close(mean, full)
+    rows = sample_rows(16, 0.5, torch.Generator().manual_seed(0))
+    assert rows.shape == (8,) and rows.unique().numel() == 8 and torch.equal(rows, rows.sort().values)
+    assert sample_rows(3, 0.1).shape == (1,) and sample_rows(6, 1.0).tolist() == list(range(6))
+    with pytest.raises(ValueError, match="fraction"):
+        sample_rows(4, 0.0)
+    with pytest.raises(ValueError, match="rows"):
+        mix(x, lam, perm, torch.tensor([0.5]))

@@ -13,15 +13,15 @@ from spcl_nnunet.losses.adversarial import adversarial_loss, discriminator_accur
 from spcl_nnunet.losses.consistency import (FlipTransform, GeometricTransform, entropy_loss, random_flips,
                                             random_geometric_transform, transformation_consistency_loss)
 from spcl_nnunet.losses.local_contrastive import local_contrastive_loss, sample_grid_points
-from spcl_nnunet.losses.mixup import mix, mix_mask, one_hot_target, sample_mixing, soft_target_loss
-from spcl_nnunet.losses.mutual_information import dense_iic_loss, iic_loss
+from spcl_nnunet.losses.mixup import mix, mix_mask, one_hot_target, sample_mixing, sample_rows, soft_target_loss
+from spcl_nnunet.losses.mutual_information import dense_iic_loss, iic_loss, multihead_dense_iic_loss, multihead_iic_loss
 from spcl_nnunet.losses.self_paced import (combined_self_paced_supcon, mean_positive_weight, positive_mask,
                                            self_paced_supcon)
 
 __all__ = ["combined_self_paced_supcon", "mean_positive_weight", "positive_mask", "self_paced_supcon",
            "GeometricTransform", "entropy_loss", "random_geometric_transform", "transformation_consistency_loss",
            "FlipTransform", "random_flips",
-           "iic_loss", "dense_iic_loss",
+           "iic_loss", "dense_iic_loss", "multihead_iic_loss", "multihead_dense_iic_loss",
            "local_contrastive_loss", "sample_grid_points",
-           "mix", "mix_mask", "one_hot_target", "sample_mixing", "soft_target_loss",
+           "mix", "mix_mask", "one_hot_target", "sample_mixing", "sample_rows", "soft_target_loss",
            "adversarial_loss", "discriminator_accuracy", "discriminator_loss"]

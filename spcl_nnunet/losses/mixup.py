@@ -22,7 +22,7 @@ import math
 import torch
 from torch import Tensor
 
-__all__ = ["one_hot_target", "sample_mixing", "mix", "mix_mask", "soft_target_loss"]
+__all__ = ["one_hot_target", "sample_mixing", "sample_rows", "mix", "mix_mask", "soft_target_loss"]
 
 
 def one_hot_target(target: Tensor, num_classes: int,
@@ -107,17 +107,48 @@ def _check_perm(x: Tensor, perm: Tensor) -> Tensor:
     return perm.to(x.device)
 
 
-def mix(x: Tensor, lam: float, perm: Tensor) -> Tensor:
-    """lam * x + (1 - lam) * x[perm] along the batch dim (images and one-hot targets alike)."""
+def _check_rows(x: Tensor, rows: Tensor | None) -> Tensor | None:
+    if rows is None:
+        return None
+    if rows.dim() != 1 or rows.dtype.is_floating_point or rows.numel() == 0:
+        raise ValueError(f"rows must be a non-empty 1-D integer index into the batch, got shape {tuple(rows.shape)} "
+                         f"and dtype {rows.dtype}")
+    return rows.to(x.device)
+
+
+def mix(x: Tensor, lam: float, perm: Tensor, rows: Tensor | None = None) -> Tensor:
+    """lam * x + (1 - lam) * x[perm] along the batch dim (images and one-hot targets alike);
+    with ``rows``, only those mixed images: ``mix(x, lam, perm)[rows]`` without mixing the others."""
     if not 0.0 <= float(lam) <= 1.0:
         raise ValueError(f"lam must lie in [0, 1], got {lam}")
     perm = _check_perm(x, perm)
-    return lam * x + (1.0 - lam) * x[perm]
+    rows = _check_rows(x, rows)
+    if rows is None:
+        return lam * x + (1.0 - lam) * x[perm]
+    return lam * x[rows] + (1.0 - lam) * x[perm[rows]]
 
 
-def mix_mask(mask: Tensor, perm: Tensor) -> Tensor:
-    """mask * mask[perm]: a mixed pixel is valid where it is valid in both source images."""
-    return mask * mask[_check_perm(mask, perm)]
+def mix_mask(mask: Tensor, perm: Tensor, rows: Tensor | None = None) -> Tensor:
+    """mask * mask[perm]: a mixed pixel is valid where it is valid in both source images (with
+    ``rows``, only those mixed images)."""
+    perm = _check_perm(mask, perm)
+    rows = _check_rows(mask, rows)
+    if rows is None:
+        return mask * mask[perm]
+    return mask[rows] * mask[perm[rows]]
+
+
+def sample_rows(batch_size: int, fraction: float, generator: torch.Generator | None = None) -> Tensor:
+    """A random subset of ``max(1, round(fraction * batch_size))`` of the batch's rows (sorted,
+    long, on the generator's device). Averaging a per-pixel loss over a random subset of the mixed
+    images estimates the average over all of them without bias, at a fraction of the cost."""
+    if not (isinstance(batch_size, int) and batch_size >= 1):
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    if not (isinstance(fraction, (int, float)) and 0.0 < fraction <= 1.0):
+        raise ValueError(f"fraction must lie in (0, 1], got {fraction!r}")
+    device = generator.device if generator is not None else torch.device("cpu")
+    k = max(1, round(fraction * batch_size))
+    return torch.randperm(batch_size, generator=generator, device=device)[:k].sort().values
 
 
 def soft_target_loss(logits: Tensor, soft_targets: Tensor, mask: Tensor | None = None) -> Tensor:
