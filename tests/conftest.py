@@ -11,6 +11,15 @@ import pytest
 # process, as in the subprocesses the tests start
 os.environ.setdefault("nnUNet_def_n_proc", "1")
 os.environ.setdefault("nnUNet_n_proc_DA", "1")
+# pytest-xdist (the README's `-n 2`): one torch thread per process, this one and the nnU-Net commands
+# it starts (they inherit the variable). Two 2-thread processes on 2 cores make every parallel
+# operation wait for a time slice, many times slower than one thread each.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["OMP_NUM_THREADS"] = "1"
+    os.environ["MKL_NUM_THREADS"] = "1"
+    import torch
+
+    torch.set_num_threads(1)
 
 from nnunet_helpers import TINY_ID, TinyDataset, nnunet_env, plan_and_preprocess  # noqa: E402
 
