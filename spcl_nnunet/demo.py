@@ -13,28 +13,27 @@ from pathlib import Path
 
 from spcl_nnunet.pipeline import (banner, evaluate_test_set, experiment_environment, markdown_table,
                                   predict_test_set, prepare_synthetic, resolve_device, train)
+from spcl_nnunet.training.schedules import SCHEDULES
 
 PRETRAINER = "SPConPretrainTrainer_demo"
 FINETUNER = "SPConFinetuneTrainer_demo"
 BASELINE = "SPConBaselineTrainer_demo"
 
 
-# SP-Con - baseline (mean 3D Dice, points) in five earlier runs of this command on 2 CPU cores
-# (2026-11-26/27, README "What the demo does"): the spread one run of the demo has
-EARLIER_DIFFERENCES = (-20.3, 3.2, -1.5, -8.5, -11.9)
+def schedule_iterations(role: str) -> int:
+    """Training iterations of the demo's trainers of ``role`` (the ``demo`` schedule equals them)."""
+    overrides = SCHEDULES["demo"].role_overrides(role)[-1][1]
+    return int(overrides["num_epochs_default"]) * int(overrides["iterations_per_epoch"])
 
 
 def spread_note(difference: float) -> str:
     """How to read one demo run's SP-Con - baseline difference (a fraction of Dice)."""
-    earlier = EARLIER_DIFFERENCES
-    below = sum(d < 0 for d in earlier)
-    mean = sum(earlier) / len(earlier)
-    return (f"SP-Con - baseline: {100 * difference:+.1f} Dice points in this run. Five earlier runs of this command "
-            f"gave {', '.join(f'{d:+.1f}' for d in earlier)} (mean {mean:+.1f}, SP-Con below the baseline in "
-            f"{below} of {len(earlier)}): one run swings by about +-10 points, and at this short budget (300 "
-            f"pre-training + 300 fine-tuning iterations) the pre-trained network tends to do worse than the scratch "
-            f"baseline. The demo shows the workflow; for a measurement use 'spcl_nnunet experiment' "
-            f"(README: Experiments).\n")
+    return (f"SP-Con - baseline: {100 * difference:+.1f} Dice points in this run. At this short budget "
+            f"({schedule_iterations('pretrain')} pre-training + {schedule_iterations('finetune')} fine-tuning "
+            f"iterations on the CPU) one run's result swings by about +-10 "
+            f"points from run to run for either method, and the pre-trained network has mostly done worse than the "
+            f"scratch baseline (README: What the demo does, which lists the runs measured). The demo shows the "
+            f"workflow; for a measurement use 'spcl_nnunet experiment' (README: Experiments).\n")
 
 
 def run_demo(workdir: Path, dataset_id: int = 901, device: str = "auto", seed: int = 0, fold: int = 0,

@@ -102,9 +102,9 @@ class SPConFinetuneTrainer_smoke(SPConFinetuneTrainer):
 
 
 class SPConFinetuneTrainer_demo(SPConFinetuneTrainer):
-    """CPU-sized fine-tuning for ``spcl_nnunet demo``: 300 iterations at batch 8, RAdam peaking
-    at 1e-3 after a 2-epoch warm-up (the paper's 1e-7 x 300 suits 16,000 iterations, not 300)."""
-    num_epochs_default = 15
+    """CPU-sized fine-tuning for ``spcl_nnunet demo``: 12 x 20 = 240 iterations at batch 8, RAdam
+    peaking at 1e-3 after a 2-epoch warm-up (the paper's 1e-7 x 300 suits 15,000 iterations, not 240)."""
+    num_epochs_default = 12
     iterations_per_epoch = 20
     val_iterations_per_epoch = 2
     batch_size_override = 8
