@@ -26,6 +26,7 @@ from os.path import join
 import torch
 
 from diagnose_pretraining import build_network, load_checkpoint, load_slices
+from spcl_nnunet.unet_features import encode_with_last_conv
 
 
 def similarity(features: torch.Tensor) -> str:
@@ -38,18 +39,14 @@ def similarity(features: torch.Tensor) -> str:
 
 
 @torch.no_grad()
-def pooled_views(network, images: torch.Tensor) -> dict[str, torch.Tensor]:
+def pooled_views(network, images: torch.Tensor) -> tuple[dict[str, torch.Tensor], tuple[int, ...]]:
+    """The three views of the validation slices' bottleneck, and its shape (C, *spatial)."""
     network.eval()
-    convs = [m for m in network.encoder.stages[-1].modules() if isinstance(m, torch.nn.Conv2d)]
-    captured = {}
-    hook = convs[-1].register_forward_hook(lambda module, inputs, output: captured.__setitem__("conv", output))
-    try:
-        bottleneck = network.encoder(images)[-1]
-    finally:
-        hook.remove()
+    skips, last_conv = encode_with_last_conv(network.encoder, images)
+    bottleneck = skips[-1]
     return {"GAP after InstanceNorm + LeakyReLU": bottleneck.flatten(2).mean(-1),
-            "GAP of the last conv, before its InstanceNorm": captured["conv"].flatten(2).mean(-1),
-            "flattened, no pooling": bottleneck.flatten(1)}
+            "GAP of the last conv, before its InstanceNorm": last_conv.flatten(2).mean(-1),
+            "flattened, no pooling": bottleneck.flatten(1)}, tuple(bottleneck.shape[1:])
 
 
 def main() -> None:
@@ -77,8 +74,8 @@ def main() -> None:
         networks[name] = network
     print(f"{len(images)} validation slices, patch {tuple(configuration.patch_size)}")
     for name, network in networks.items():
-        views = pooled_views(network, images)
-        print(f"{name}: bottleneck {tuple(network.encoder(images[:1])[-1].shape[1:])}")
+        views, shape = pooled_views(network, images)
+        print(f"{name}: bottleneck {shape}")
         for view, features in views.items():
             print(f"  {view:<48} {similarity(features)}")
 

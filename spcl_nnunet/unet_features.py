@@ -11,10 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from dynamic_network_architectures.building_blocks.simple_conv_blocks import ConvDropoutNormReLU, StackedConvBlocks
+
 import torch
 from torch import Tensor, nn
 
-__all__ = ["cumulative_strides", "decoder_stage_at", "decoder_stage_outputs"]
+__all__ = ["cumulative_strides", "decoder_stage_at", "decoder_stage_outputs", "encode_with_last_conv"]
 
 
 def cumulative_strides(encoder: nn.Module) -> list[tuple[int, ...]]:
@@ -57,3 +59,27 @@ def decoder_stage_outputs(decoder: nn.Module, skips: Sequence[Tensor], upto: int
         lres = x
     return outputs
 
+
+
+def last_conv_block(encoder: nn.Module) -> ConvDropoutNormReLU:
+    """The encoder's last conv -> (dropout) -> norm -> nonlin block (that of ``PlainConvEncoder``'s
+    last stage); a ValueError for encoders built otherwise (e.g. residual blocks)."""
+    stage = encoder.stages[-1]
+    last = stage[-1] if isinstance(stage, nn.Sequential) else stage
+    if not isinstance(last, StackedConvBlocks) or not isinstance(last.convs[-1], ConvDropoutNormReLU):
+        raise ValueError(f"{type(encoder).__name__}'s last stage does not end in a conv -> norm -> nonlin block "
+                         f"({type(last).__name__}): the last convolution's output is defined for PlainConvUNet's "
+                         f"encoder only")
+    return last.convs[-1]
+
+
+def encode_with_last_conv(encoder: nn.Module, x: Tensor) -> tuple[list[Tensor], Tensor]:
+    """The encoder's skips for ``x`` and the output of its last convolution before that block's
+    normalisation and nonlinearity (same channels and size as ``skips[-1]``), from one forward."""
+    captured: list[Tensor] = []
+    hook = last_conv_block(encoder).conv.register_forward_hook(lambda module, inputs, output: captured.append(output))
+    try:
+        skips = encoder(x)
+    finally:
+        hook.remove()
+    return skips, captured[-1]

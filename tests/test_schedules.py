@@ -185,3 +185,14 @@ def test_resuming_under_another_schedule_is_refused(nnunet_env_set: Path, monkey
     monkeypatch.setenv(ENV_VAR, str(edited))
     with pytest.raises(ValueError, match="written under schedule 'smoke'"):
         in_process_trainer("SPConFinetuneTrainer").load_checkpoint(str(path))
+
+
+def test_committed_projector_schedule_is_quality_plus_its_one_change() -> None:
+    """benchmarks/schedules/quality_projector_last_conv.json (the controlled run of the projector's
+    input) differs from the built-in quality schedule in the pre-training's projector_input only."""
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "schedules" / "quality_projector_last_conv.json"
+    schedule = load_schedule(str(path))
+    quality = SCHEDULES["quality"]
+    assert dict(schedule.pretrain) == {**quality.pretrain, "projector_input": "last_conv"}
+    assert dict(schedule.finetune) == dict(quality.finetune)
+    assert dict(schedule.semisupervised) == dict(quality.semisupervised)

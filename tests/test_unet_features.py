@@ -7,7 +7,7 @@ import torch
 from dynamic_network_architectures.architectures.unet import PlainConvUNet
 
 from spcl_nnunet.intensity import random_intensity_view
-from spcl_nnunet.unet_features import cumulative_strides, decoder_stage_at, decoder_stage_outputs
+from spcl_nnunet.unet_features import cumulative_strides, decoder_stage_at, decoder_stage_outputs, encode_with_last_conv
 
 
 def unet(strides, deep_supervision: bool = False) -> PlainConvUNet:
@@ -65,3 +65,27 @@ def test_intensity_view_is_reproducible_and_checked() -> None:
         random_intensity_view(x, contrast=(1.2, 0.8))
     with pytest.raises(ValueError, match="noise must be >= 0"):
         random_intensity_view(x, noise=-1)
+
+
+def test_last_conv_output_is_the_bottleneck_before_its_norm() -> None:
+    torch.manual_seed(0)
+    net = unet([1, 2, 2, 2, 2])
+    x = torch.randn(3, 1, 32, 32)
+    skips, last_conv = encode_with_last_conv(net.encoder, x)
+    plain = net.encoder(x)
+    assert len(skips) == len(plain) and all(torch.equal(a, b) for a, b in zip(skips, plain))
+    assert last_conv.shape == skips[-1].shape
+    block = net.encoder.stages[-1][-1].convs[-1]
+    assert torch.allclose(block.nonlin(block.norm(last_conv)), skips[-1], atol=1e-5)
+    # the instance norm takes out each image's channel means; the conv output keeps them
+    assert skips[-1].flatten(2).mean(-1).std(0).median() < last_conv.flatten(2).mean(-1).std(0).median()
+    assert not net.encoder.stages[-1][-1].convs[-1].conv._forward_hooks      # the hook is removed
+
+
+def test_last_conv_output_needs_a_plain_conv_encoder() -> None:
+    from dynamic_network_architectures.architectures.unet import ResidualEncoderUNet
+
+    net = ResidualEncoderUNet(1, 3, [8, 16, 32], torch.nn.Conv2d, 3, [1, 2, 2], 1, 2, 1, True,
+                              torch.nn.InstanceNorm2d, {"affine": True}, None, None, torch.nn.LeakyReLU, {"inplace": True})
+    with pytest.raises(ValueError, match="PlainConvUNet's encoder only"):
+        encode_with_last_conv(net.encoder, torch.randn(1, 1, 16, 16))

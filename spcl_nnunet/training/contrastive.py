@@ -20,6 +20,9 @@ from spcl_nnunet.losses.self_paced import combined_self_paced_supcon, mean_posit
 from spcl_nnunet.pacing import gamma_at
 from spcl_nnunet.slices import partition_counts, partitions_for_cases
 from spcl_nnunet.training.dataloading import ContrastiveDataLoader, case_slice_counts
+from spcl_nnunet.unet_features import encode_with_last_conv
+
+PROJECTOR_INPUTS = ("bottleneck", "last_conv")
 
 
 class MetaLabelContrast:
@@ -37,6 +40,11 @@ class MetaLabelContrast:
     one_slice_per_partition: bool = True
     num_scans_per_batch: int | None = None   # None: plan's batch size // slice_partitions
     heatmap_every: int = 10         # epochs between heat-maps of the self-paced weights (0: never)
+    # what the projector's global average pool reads: "bottleneck" = the encoder's output (after
+    # nnU-Net's InstanceNorm + LeakyReLU, as the method's GAP -> MLP on the encoder), "last_conv" =
+    # the last convolution's output before that block's norm, which keeps how strongly each channel
+    # fires in each image (benchmarks/diagnose_pooling.py)
+    projector_input: str = "bottleneck"
 
     projector: ProjectionHead | None = None
     current_gamma: float = float("nan")
@@ -54,10 +62,21 @@ class MetaLabelContrast:
                              f"meta_labels.json does not define (it has {self.meta_labels.keys()} + 'position')")
 
     def make_projector(self) -> ProjectionHead:
+        if self.projector_input not in PROJECTOR_INPUTS:
+            raise ValueError(f"{self.__class__.__name__}: projector_input must be one of {', '.join(PROJECTOR_INPUTS)}, "
+                             f"got {self.projector_input!r}")
         channels = int(self.unwrapped_network().encoder.output_channels[-1])
         self.projector = ProjectionHead(channels).to(self.device)
         broadcast_module(self.projector)   # outside DDP: every rank starts from rank 0's projector
         return self.projector
+
+    def encode_for_projector(self, x: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """(the student encoder's skips for ``x``, the projector's input: see ``projector_input``)."""
+        encoder = self.unwrapped_network().encoder
+        if self.projector_input == "last_conv":
+            return encode_with_last_conv(encoder, x)
+        skips = encoder(x)
+        return skips, skips[-1]
 
     def scans_per_rank(self) -> int:
         """Scans of this process's meta-label batch: the global count (``num_scans_per_batch``, or

@@ -204,7 +204,7 @@ class SPConPretrainTrainer(MetaLabelContrast, PretrainTrainerBase):
         batch; under DDP the loss is that of every process's batch together (``global_contrast_batch``)."""
         data = batch["data"].to(self.device, non_blocking=True)
         with self.autocast_context():
-            z = self.projector(self.unwrapped_network().encoder(data)[-1])
+            z = self.projector(self.encode_for_projector(data)[1])
         features, global_batch = self.global_contrast_batch(z, batch)
         loss, parts = self.meta_label_loss(features, global_batch)
         return loss, parts, self.unweighted_meta_label_loss(features, global_batch), global_batch

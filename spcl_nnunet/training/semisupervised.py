@@ -302,7 +302,7 @@ class SPConMeanTeacherTrainer(MetaLabelContrast, MeanTeacherTrainer):
         out = super().validation_step(batch)
         meta = next(self.dataloader_contrastive_val)
         with self.autocast_context():
-            z = self.projector(self.unwrapped_network().encoder(meta["data"].to(self.device, non_blocking=True))[-1])
+            z = self.projector(self.encode_for_projector(meta["data"].to(self.device, non_blocking=True))[1])
         out["unweighted_loss"] = float(self.unweighted_meta_label_loss(*self.global_contrast_batch(z, meta)))
         return out
 
@@ -330,11 +330,10 @@ class SPConMeanTeacherTrainer(MetaLabelContrast, MeanTeacherTrainer):
         x, other_view = data[:n], data[n:]
         transform = self.consistency_transform(x)
         teacher_logits = self.teacher.predict(x)
-        network = self.unwrapped_network()
-        skips = network.encoder(torch.cat([transform.apply(x), other_view]))
-        student_logits = full_resolution(network.decoder([s[:n] for s in skips]))
+        skips, projector_input = self.encode_for_projector(torch.cat([transform.apply(x), other_view]))
+        student_logits = full_resolution(self.unwrapped_network().decoder([s[:n] for s in skips]))
         mt = transformation_consistency_loss(student_logits, teacher_logits, transform)
-        features, global_batch = self.global_contrast_batch(self.projector(skips[-1]), batch)
+        features, global_batch = self.global_contrast_batch(self.projector(projector_input), batch)
         sp, parts = self.meta_label_loss(features, global_batch)
         if getattr(self, "_heatmap_pending", False):
             self._heatmap_pending = False
