@@ -11,9 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from dynamic_network_architectures.building_blocks.simple_conv_blocks import ConvDropoutNormReLU, StackedConvBlocks
-
 import torch
+from dynamic_network_architectures.building_blocks.simple_conv_blocks import ConvDropoutNormReLU, StackedConvBlocks
 from torch import Tensor, nn
 
 __all__ = ["cumulative_strides", "decoder_stage_at", "decoder_stage_outputs", "encode_with_last_conv"]
@@ -58,7 +57,6 @@ def decoder_stage_outputs(decoder: nn.Module, skips: Sequence[Tensor], upto: int
         outputs.append(x)
         lres = x
     return outputs
-
 
 
 def last_conv_block(encoder: nn.Module) -> ConvDropoutNormReLU:
