@@ -11,9 +11,10 @@ the steps their networks, projectors and Mean Teacher teachers are identical (DD
 broadcast and all-reduce, the projector broadcast, the global contrastive batch, the gradients of
 parameters outside DDP averaged by hand, the EMA of identical students) and, where the loss is the
 global contrastive one, their losses are equal. Negative control: without the hand averaging, the
-pre-training's encoders and SP-Con + Mean Teacher's projectors diverge. The same holds for entropy
-minimisation and the compared methods with modules outside DDP (the discriminator, which takes its own
-step, and the cluster heads).
+pre-training's encoders and the projectors outside DDP (SP-Con + Mean Teacher's, the local contrastive
+stage's dense one) diverge. The same holds for entropy minimisation and the compared methods: MixUp (its
+mixed pass runs outside DDP's forward), the discriminator (which takes its own step), the cluster heads,
+and the local contrastive stage (frozen encoder, decoder and dense projector averaged by hand).
 """
 
 from __future__ import annotations
@@ -62,6 +63,7 @@ def _worker(rank: int, store: str, env: dict, out: str, average: bool, trainer_n
         state = {f"network.{k}": v for k, v in trainer.unwrapped_network().state_dict().items()}
         outside = {"projector": getattr(trainer, "projector", None), "discriminator": getattr(trainer, "discriminator", None),
                    "cluster_heads": getattr(trainer, "cluster_heads", None),
+                   "dense_projector": getattr(trainer, "dense_projector", None),
                    "teacher": trainer.teacher.module if getattr(trainer, "teacher", None) is not None else None}
         for name, module in outside.items():
             if module is not None:
@@ -105,12 +107,12 @@ def test_without_gradient_averaging_the_ranks_diverge(tiny_dataset, tmp_path: Pa
 
 OUTSIDE_DDP = {"MeanTeacherTrainer": ("teacher",), "SPConMeanTeacherTrainer": ("teacher", "projector"),
                "EntropyMinTrainer": (), "AdversarialTrainer": ("discriminator",),
-               "DiscreteMITrainer": ("cluster_heads",)}
+               "DiscreteMITrainer": ("cluster_heads",), "MixUpTrainer": (),
+               "LocalContrastivePretrainTrainer": ("dense_projector",)}
 
 
 @pytest.mark.parametrize("trainer", list(OUTSIDE_DDP))
-def test_semisupervised_trainers_keep_student_teacher_and_heads_equal(tiny_dataset, tmp_path: Path,
-                                                                      trainer: str) -> None:
+def test_trainers_keep_network_teacher_and_heads_equal(tiny_dataset, tmp_path: Path, trainer: str) -> None:
     ranks = _run(tmp_path, _env(tiny_dataset, tmp_path), average=True, trainer=trainer)
     assert ranks[0]["moved"]      # (fold 0 has one labeled scan: the ranks differ in their unlabeled batches)
     for name in OUTSIDE_DDP[trainer]:
@@ -119,9 +121,12 @@ def test_semisupervised_trainers_keep_student_teacher_and_heads_equal(tiny_datas
         assert torch.equal(value, ranks[1]["state"][key]), f"{key} differs between the ranks"
 
 
-def test_spcon_mean_teacher_projectors_diverge_without_averaging(tiny_dataset, tmp_path: Path) -> None:
-    """Negative control for the projector, which lives outside DDP."""
-    ranks = _run(tmp_path, _env(tiny_dataset, tmp_path), average=False, trainer="SPConMeanTeacherTrainer")
-    differing = [k for k, v in ranks[0]["state"].items() if k.startswith("projector.")
+@pytest.mark.parametrize("trainer, head", [("SPConMeanTeacherTrainer", "projector"),
+                                           ("LocalContrastivePretrainTrainer", "dense_projector")])
+def test_projectors_outside_ddp_diverge_without_averaging(tiny_dataset, tmp_path: Path, trainer: str,
+                                                          head: str) -> None:
+    """Negative control for the projectors, which live outside DDP."""
+    ranks = _run(tmp_path, _env(tiny_dataset, tmp_path), average=False, trainer=trainer)
+    differing = [k for k, v in ranks[0]["state"].items() if k.startswith(f"{head}.")
                  and not torch.equal(v, ranks[1]["state"][k])]
-    assert differing, "the projectors stayed equal without averaging their gradients"
+    assert differing, f"the {head}s stayed equal without averaging their gradients"
