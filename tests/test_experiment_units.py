@@ -60,7 +60,7 @@ def test_table3_recomputes_from_the_splits(records: list[dict]) -> None:
     assert [s.splitlines()[0] for s in sections] == ["1 labeled scan", "4 labeled scans", "8 labeled scans"]
     one = sections[0]
     assert one.splitlines()[2] == ("| method | split 0 | split 1 | split 2 | RV mean (std) | MYO mean (std) | "
-                                   "LV mean (std) | mean (std) |")
+                                   "LV mean (std) | mean (std) | − baseline, same splits |")
     # registry order: baseline before spcon
     assert one.index("label of baseline") < one.index("label of spcon")
     for method in ("baseline", "spcon"):
@@ -72,12 +72,26 @@ def test_table3_recomputes_from_the_splits(records: list[dict]) -> None:
             assert got[3 + i] == f"{values.mean():.2f} ({values.std(ddof=1):.2f})"
         overall = 100 * np.array([r["mean_dice"] for r in runs])
         assert got[6] == f"{overall.mean():.2f} ({overall.std(ddof=1):.2f})"
+    assert cells(one, "label of baseline")[7] == ""
     four = cells(sections[1], "label of spcon")
     assert four[1] == "–"                                            # split 1 missing
     kept = [r["mean_dice"] for r in records if r["method"] == "spcon" and r["num_labeled"] == 4]
-    assert len(kept) == 2 and four[-1] == mean_std_cell(kept)
+    assert len(kept) == 2 and four[-2] == mean_std_cell(kept)
     assert cells(sections[2], "label of baseline") == ["85.00", "80.00 (n/a)", "85.00 (n/a)", "90.00 (n/a)",
-                                                        "85.00 (n/a)"]
+                                                        "85.00 (n/a)", ""]
+
+
+def test_table3_difference_from_the_baseline_uses_the_same_splits(records: list[dict]) -> None:
+    sections = table3_markdown(records).split("### ")[1:]
+    for section, count, splits in ((sections[0], 1, (0, 1, 2)), (sections[1], 4, (0, 2))):
+        dice = {(r["method"], r["split"]): r["mean_dice"] for r in records if r["num_labeled"] == count}
+        expected = np.mean([dice["spcon", s] - dice["baseline", s] for s in splits])   # baseline's split 1 left out at 4
+        assert cells(section, "label of spcon")[-1] == f"{100 * expected:+.2f} ({len(splits)} splits)"
+    lone = sort_records([record("baseline", 1, 0, (0.5, 0.5, 0.5)), record("spcon", 1, 1, (0.6, 0.6, 0.6)),
+                         record("spcon", 2, 0, (0.6, 0.6, 0.6))], list(METHODS))
+    one, two = table3_markdown(lone).split("### ")[1:]
+    assert cells(one, "label of spcon")[-1] == "–"                  # no split in common
+    assert "same splits" not in two                                  # no baseline at 2 labeled
 
 
 def test_table2_learning_curve(records: list[dict]) -> None:

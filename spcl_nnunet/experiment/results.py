@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 STD_NOTE = "std over splits with ddof = 1 (sample standard deviation); n/a with a single split"
+BASELINE_METHOD = "baseline"
 
 
 def dice_from_summary(summary: Mapping[str, Any], labels: Mapping[int, str]) -> tuple[dict[str, float], float]:
@@ -76,16 +77,28 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
+def baseline_difference_cell(runs: Mapping[int, Mapping[str, Any]], baseline: Mapping[int, Mapping[str, Any]]) -> str:
+    """Mean over the splits both have of (method - baseline) mean Dice, in points, with the split count:
+    a comparison that stays fair while some splits are missing ("–" when none is shared)."""
+    shared = sorted(set(runs) & set(baseline))
+    if not shared:
+        return "–"
+    difference = sum(runs[s]["mean_dice"] - baseline[s]["mean_dice"] for s in shared) / len(shared)
+    return f"{100 * difference:+.2f} ({len(shared)} split{'s' if len(shared) != 1 else ''})"
+
+
 def table3_markdown(records: Sequence[Mapping[str, Any]]) -> str:
     """Table 3 form: per labeled count, one row per method with each split's mean Dice, then
-    mean (std) over splits per class and overall (3D Dice, %)."""
+    mean (std) over splits per class and overall (3D Dice, %); with a baseline at that count, the
+    difference from it on the same splits."""
     classes = class_names(records)
     parts = []
     for count in sorted({r["num_labeled"] for r in records}):
         at_count = [r for r in records if r["num_labeled"] == count]
         splits = sorted({r["split"] for r in at_count})
+        baseline = {r["split"]: r for r in at_count if r["method"] == BASELINE_METHOD}
         header = ["method"] + [f"split {s}" for s in splits] + [f"{c} mean (std)" for c in classes] + \
-            ["mean (std)"]
+            ["mean (std)"] + (["− baseline, same splits"] if baseline else [])
         rows = []
         for method, label in _methods(at_count):
             runs = {r["split"]: r for r in at_count if r["method"] == method}
@@ -93,6 +106,8 @@ def table3_markdown(records: Sequence[Mapping[str, Any]]) -> str:
             row += [mean_std_cell([r["dice"][c] for r in runs.values()]) if all(c in r["dice"] for r in runs.values())
                     else "–" for c in classes]
             row.append(mean_std_cell([r["mean_dice"] for r in runs.values()]))
+            if baseline:
+                row.append("" if method == BASELINE_METHOD else baseline_difference_cell(runs, baseline))
             rows.append(row)
         parts.append(f"### {count} labeled scan{'s' if count != 1 else ''}\n\n{_table(header, rows)}")
     return "\n\n".join(parts)
