@@ -197,8 +197,11 @@ def test_tables_recompute_from_the_runs(runs: dict) -> None:
             expected = [label, percent(at[0]["mean_dice"])] + \
                 [mean_std_cell([r["dice"][c] for r in at]) for c in ("RV", "MYO", "LV")] + \
                 [mean_std_cell([r["mean_dice"] for r in at])]
+            baseline = [r for r in records if r["method"] == "baseline" and r["num_labeled"] == count]
+            difference = 100 * (at[0]["mean_dice"] - baseline[0]["mean_dice"])         # one split each
+            expected.append("" if method == "baseline" else f"{difference:+.2f} (1 split)")
             assert cells == expected
-            assert cells[-1].endswith("(n/a)")                      # one split: no std
+            assert cells[-2].endswith("(n/a)")                      # one split: no std
     curve = md.split("Table 2 form")[1]
     for method, label in (("baseline", "baseline (scratch)"), ("spcon", "SP-Con (pre-train)")):
         row = next(line for line in curve.splitlines() if line.startswith(f"| {label} |"))
