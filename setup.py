@@ -2,7 +2,7 @@
 
 nnU-Net imports trainer modules by bare name from the folders listed in ``nnUNet_extTrainer``, so
 the trainers live in a plain folder, ``trainers/`` at the top of the checkout. A wheel ships that
-folder inside the package as ``spcl_nnunet/trainers/`` (``spcl_nnunet.environment.trainers_dir``
+folder inside the package as ``spcl_nnunet/trainers/`` (``spcl_nnunet.data.environment.trainers_dir``
 finds either), so that ``pip install .`` or ``pip install git+URL`` installs working trainers.
 """
 

@@ -78,7 +78,7 @@ def open_workspace(workdir_arg: str | None, prefix: str, n_proc_da: int, compile
     os.environ["nnUNet_n_proc_DA"] = str(n_proc_da)
     os.environ["nnUNet_def_n_proc"] = "1"
     os.environ["nnUNet_compile"] = "true" if compile_network else "false"
-    from spcl_nnunet.environment import required_environment
+    from spcl_nnunet.data.environment import required_environment
 
     os.environ.update(required_environment(workdir))
     return workdir, temporary

@@ -26,7 +26,7 @@ from os.path import join
 import torch
 
 from diagnose_pretraining import build_network, load_checkpoint, load_slices
-from spcl_nnunet.unet_features import encode_with_last_conv
+from spcl_nnunet.networks.unet_features import encode_with_last_conv
 
 
 def similarity(features: torch.Tensor) -> str:

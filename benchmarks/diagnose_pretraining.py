@@ -10,7 +10,7 @@ Two questions about the checkpoints of one fold:
    ``spcl_folds.json``'s ``val``) and of the validation cases is centre-cropped / zero-padded to
    the plan's 2d patch, run through ``network.encoder(x)[-1]`` (eval mode, no grad) and
    global-average-pooled into a feature vector. Its label is the slice partition from
-   ``spcl_nnunet.slices.preprocessed_slice_partitions`` (S from ``meta_labels.json``), exactly the
+   ``spcl_nnunet.contrastive.slices.preprocessed_slice_partitions`` (S from ``meta_labels.json``), exactly the
    label the pre-training used. Two linear read-outs are fitted on the pool slices and scored on
    the validation slices:
 
@@ -111,8 +111,8 @@ def centre_crop_or_pad(slice_: np.ndarray, patch: tuple[int, ...]) -> np.ndarray
 def load_slices(preprocessed_folder: str, data_identifier: str, patch: tuple[int, ...]):
     """Every preprocessed slice with its partition label, split into pool and validation."""
     from nnunetv2.training.dataloading.nnunet_dataset import infer_dataset_class
-    from spcl_nnunet.metalabels import load_meta_labels
-    from spcl_nnunet.slices import preprocessed_slice_partitions
+    from spcl_nnunet.data.metalabels import load_meta_labels
+    from spcl_nnunet.contrastive.slices import preprocessed_slice_partitions
 
     meta = load_meta_labels(join(preprocessed_folder, "meta_labels.json"))
     with open(join(preprocessed_folder, "spcl_folds.json")) as f:
@@ -292,7 +292,7 @@ def main() -> None:
           f"{len(val['cases'])} cases; S = {S} partitions; val slices per partition {counts.tolist()}; "
           f"patch {patch}; chance 1/S = {1 / S:.3f}, majority partition of val = {majority:.3f}")
 
-    from spcl_nnunet.heads import ProjectionHead
+    from spcl_nnunet.networks.heads import ProjectionHead
     probes = {}
     order = [("pre-trained", "encoder GAP", None), ("pre-trained", "projector z", "projector"),
              ("random init", "encoder GAP", None), ("fine-tuned", "encoder GAP", None),

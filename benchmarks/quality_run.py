@@ -23,7 +23,7 @@ import json
 import time
 from pathlib import Path
 
-from spcl_nnunet.pipeline import (banner, dice_summary_table, evaluate_test_set, experiment_environment, predict_test_set,
+from spcl_nnunet.experiment.pipeline import (banner, dice_summary_table, evaluate_test_set, experiment_environment, predict_test_set,
                                   prepare_synthetic, resolve_device, train)
 
 PRETRAINER = "SPConPretrainTrainer_quality"

@@ -18,7 +18,7 @@ def _dataset_folder(base_env: str, dataset_id: int) -> Path:
 
 
 def cmd_env(args: argparse.Namespace) -> int:
-    from spcl_nnunet.environment import export_lines, required_environment
+    from spcl_nnunet.data.environment import export_lines, required_environment
 
     lines = export_lines(required_environment(args.root))
     print("\n".join(lines) if lines else "# nothing to set: nnUNet_extTrainer and the nnU-Net folders are set")
@@ -39,7 +39,7 @@ def synthetic_description() -> str:
 
 
 def cmd_synthetic(args: argparse.Namespace) -> int:
-    from spcl_nnunet.splits import load_fold_table
+    from spcl_nnunet.data.splits import load_fold_table
     from spcl_nnunet.synthetic import generate_synthetic_dataset, get_profile
 
     profile = get_profile(args.profile)
@@ -59,8 +59,8 @@ def cmd_synthetic(args: argparse.Namespace) -> int:
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
-    from spcl_nnunet.sidecars import install_sidecars
-    from spcl_nnunet.splits import load_fold_table
+    from spcl_nnunet.data.sidecars import install_sidecars
+    from spcl_nnunet.data.splits import load_fold_table
 
     raw = _dataset_folder("nnUNet_raw", args.d)
     pre = _dataset_folder("nnUNet_preprocessed", args.d)
@@ -71,8 +71,8 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def cmd_splits(args: argparse.Namespace) -> int:
-    from spcl_nnunet.metalabels import load_meta_labels
-    from spcl_nnunet.splits import FOLDS_FILE, SPLITS_FILE, make_fold_table, split_groups, write_fold_files
+    from spcl_nnunet.data.metalabels import load_meta_labels
+    from spcl_nnunet.data.splits import FOLDS_FILE, SPLITS_FILE, make_fold_table, split_groups, write_fold_files
 
     raw = _dataset_folder("nnUNet_raw", args.d)
     if ((raw / FOLDS_FILE).exists() or (raw / SPLITS_FILE).exists()) and not args.overwrite:
@@ -123,7 +123,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from spcl_nnunet.demo import run_demo
+    from spcl_nnunet.experiment.demo import run_demo
 
     return run_demo(workdir=Path(args.workdir), dataset_id=args.d, device=args.device, seed=args.seed,
                     fold=args.fold)
@@ -164,7 +164,7 @@ def experiment_description() -> str:
 
 
 def cmd_export_teacher(args: argparse.Namespace) -> int:
-    from spcl_nnunet.export import export_teacher
+    from spcl_nnunet.networks.export import export_teacher
 
     target = export_teacher(args.checkpoint, args.o, overwrite=args.overwrite)
     print(f"wrote {target} (network_weights = the Mean Teacher's weights)")

@@ -26,7 +26,7 @@ from nnunet_helpers import TINY_ID, TinyDataset, nnunet_env, plan_and_preprocess
 
 @pytest.fixture(scope="session")
 def tiny_dataset(tmp_path_factory: pytest.TempPathFactory) -> TinyDataset:
-    from spcl_nnunet.sidecars import install_sidecars
+    from spcl_nnunet.data.sidecars import install_sidecars
     from spcl_nnunet.synthetic import generate_synthetic_dataset
 
     root = tmp_path_factory.mktemp("tiny_nnunet")

@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from spcl_nnunet.environment import trainers_dir
+from spcl_nnunet.data.environment import trainers_dir
 
 VENV_BIN = Path(sys.executable).parent
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from nnunet_helpers import command, nnunet_env
 
-from spcl_nnunet.splits import load_fold_table
+from spcl_nnunet.data.splits import load_fold_table
 from spcl_nnunet.synthetic import generate_synthetic_dataset
 
 

@@ -1,11 +1,11 @@
-"""IIC cluster heads and the dense projection head (spcl_nnunet.heads)."""
+"""IIC cluster heads and the dense projection head (spcl_nnunet.networks.heads)."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from spcl_nnunet.heads import ClusterHeads, DenseClusterHeads, DenseProjectionHead
+from spcl_nnunet.networks.heads import ClusterHeads, DenseClusterHeads, DenseProjectionHead
 
 
 def test_cluster_heads_shapes_and_rows_sum_to_one() -> None:

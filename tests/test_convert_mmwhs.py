@@ -16,8 +16,8 @@ import SimpleITK as sitk
 from nnunet_helpers import check, command, nnunet_env, run
 from spcl_nnunet.conversion import mmwhs
 from spcl_nnunet.conversion.common import ConversionError, DatasetSpec
-from spcl_nnunet.metalabels import load_meta_labels
-from spcl_nnunet.splits import load_fold_table
+from spcl_nnunet.data.metalabels import load_meta_labels
+from spcl_nnunet.data.splits import load_fold_table
 
 SPACING = (0.45, 0.45, 1.25)
 ORIGIN = (12.5, -30.25, 100.0)

@@ -16,8 +16,8 @@ import SimpleITK as sitk
 from nnunet_helpers import check, command, nnunet_env, run
 from spcl_nnunet.conversion import hippocampus, spleen
 from spcl_nnunet.conversion.common import ConversionError, DatasetSpec, SourceCase, split_cases
-from spcl_nnunet.metalabels import load_meta_labels
-from spcl_nnunet.splits import load_fold_table, make_fold_table
+from spcl_nnunet.data.metalabels import load_meta_labels
+from spcl_nnunet.data.splits import load_fold_table, make_fold_table
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "dataset_conversion"
 HIPPO_IDS = [367, 304, 204, 1, 3, 17, 25, 88, 101, 150, 201, 260, 333, 394]  # the release's order is not sorted

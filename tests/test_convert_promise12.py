@@ -20,8 +20,8 @@ import SimpleITK as sitk
 from nnunet_helpers import check, command, nnunet_env, run, tail
 from spcl_nnunet.conversion.common import ConversionError
 from spcl_nnunet.conversion.promise12 import PARTS, convert
-from spcl_nnunet.metalabels import load_meta_labels
-from spcl_nnunet.splits import load_fold_table
+from spcl_nnunet.data.metalabels import load_meta_labels
+from spcl_nnunet.data.splits import load_fold_table
 
 # small fake downloads hold fewer cases than the real one (tested once below)
 pytestmark = pytest.mark.filterwarnings("ignore:found \\d+ PROMISE12 training cases:UserWarning")

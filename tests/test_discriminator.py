@@ -1,4 +1,4 @@
-"""DCGAN-style patch discriminator with a depth fitted to the patch size (spcl_nnunet.discriminator)."""
+"""DCGAN-style patch discriminator with a depth fitted to the patch size (spcl_nnunet.networks.discriminator)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from spcl_nnunet.discriminator import PatchDiscriminator
+from spcl_nnunet.networks.discriminator import PatchDiscriminator
 
 
 @pytest.mark.parametrize(("patch", "depth", "out"), [((20, 20), 3, (2, 2)), ((64, 48), 4, (4, 3)),
@@ -73,7 +73,7 @@ def test_autocast_bfloat16() -> None:
 
 def test_batch_norm_keeps_no_running_statistics() -> None:
     """Identical copies on several GPUs stay identical: the state is parameters only."""
-    from spcl_nnunet.discriminator import PatchDiscriminator
+    from spcl_nnunet.networks.discriminator import PatchDiscriminator
 
     d = PatchDiscriminator(4, (32, 32))
     before = {k: v.clone() for k, v in d.state_dict().items()}

@@ -1,4 +1,4 @@
-"""The contrastive loss across processes (``spcl_nnunet.distributed``) on CPU, 2 processes, gloo.
+"""The contrastive loss across processes (``spcl_nnunet.contrastive.distributed``) on CPU, 2 processes, gloo.
 
 Oracle (../shared/docs/ddp.md): one process on the concatenated batch against 2 ranks on its halves,
 from the same initial weights: equal loss, self-paced weights, mean positive weight, and gradient of
@@ -15,7 +15,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from spcl_nnunet.distributed import average_gradients, gather_objects, gather_tensor, gather_with_grad, per_rank_count
+from spcl_nnunet.contrastive.distributed import average_gradients, gather_objects, gather_tensor, gather_with_grad, per_rank_count
 from spcl_nnunet.losses import mean_positive_weight, self_paced_supcon
 
 WORLD = 2

@@ -1,4 +1,4 @@
-"""Tests of ``spcl_nnunet env`` (run as the installed command) and ``spcl_nnunet.environment``."""
+"""Tests of ``spcl_nnunet env`` (run as the installed command) and ``spcl_nnunet.data.environment``."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from nnunet_helpers import command
-from spcl_nnunet.environment import NNUNET_FOLDERS, required_environment, trainers_dir
+from spcl_nnunet.data.environment import NNUNET_FOLDERS, required_environment, trainers_dir
 
 TRAINERS = str(trainers_dir())
 

@@ -17,7 +17,7 @@ from spcl_nnunet.experiment.results import (dice_from_summary, mean_std, mean_st
                                             results_csv, results_markdown, sort_records, table2_markdown,
                                             table3_markdown, write_results)
 from spcl_nnunet.experiment.runner import select_folds
-from spcl_nnunet.splits import make_fold_table
+from spcl_nnunet.data.splits import make_fold_table
 
 CLASSES = ("RV", "MYO", "LV")
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from spcl_nnunet.cli import main
-from spcl_nnunet.export import export_teacher, teacher_checkpoint_name
+from spcl_nnunet.networks.export import export_teacher, teacher_checkpoint_name
 
 
 def _checkpoint(path: Path, with_teacher: bool = True, teacher_keys: tuple[str, ...] = ("a", "b")) -> Path:

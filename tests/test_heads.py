@@ -1,11 +1,11 @@
-"""Tests for spcl_nnunet.heads.ProjectionHead."""
+"""Tests for spcl_nnunet.networks.heads.ProjectionHead."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from spcl_nnunet.heads import ProjectionHead
+from spcl_nnunet.networks.heads import ProjectionHead
 
 
 def test_output_shape_2d():

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from spcl_nnunet.metalabels import (META_LABELS_FILE, MetaLabels, load_meta_labels, save_meta_labels,
+from spcl_nnunet.data.metalabels import (META_LABELS_FILE, MetaLabels, load_meta_labels, save_meta_labels,
                                     slice_partition, slice_partitions)
 
 

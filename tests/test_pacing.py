@@ -1,4 +1,4 @@
-"""Tests for spcl_nnunet.pacing schedules."""
+"""Tests for spcl_nnunet.contrastive.pacing schedules."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from spcl_nnunet.pacing import gamma_at, sigmoid_rampup, warmup_cosine_lr
+from spcl_nnunet.contrastive.pacing import gamma_at, sigmoid_rampup, warmup_cosine_lr
 
 
 def test_gamma_at_endpoints_and_midpoint():

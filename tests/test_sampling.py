@@ -1,11 +1,11 @@
-"""Tests of meta-label aware contrastive mini-batches (``spcl_nnunet.sampling``)."""
+"""Tests of meta-label aware contrastive mini-batches (``spcl_nnunet.contrastive.sampling``)."""
 
 from collections import Counter
 
 import numpy as np
 import pytest
 
-from spcl_nnunet.sampling import SliceDraw, draw_meta_batch, meta_label_tensor_codes
+from spcl_nnunet.contrastive.sampling import SliceDraw, draw_meta_batch, meta_label_tensor_codes
 
 S = 3
 PARTS = {

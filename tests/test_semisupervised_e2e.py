@@ -16,8 +16,8 @@ import torch
 from nnunet_helpers import (TINY_ID, TinyDataset, check, command, epochs_in, fold_dir, in_process_trainer,
                             load_checkpoint, nnunet_env, run, set_nnunet_env, tail, train_command,
                             write_crash_once_trainer)
-from spcl_nnunet.pacing import gamma_at, sigmoid_rampup
-from spcl_nnunet.teacher import ema_decay_at
+from spcl_nnunet.contrastive.pacing import gamma_at, sigmoid_rampup
+from spcl_nnunet.networks.teacher import ema_decay_at
 
 pytestmark = pytest.mark.e2e
 

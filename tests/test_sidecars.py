@@ -1,4 +1,4 @@
-"""Tests of the meta-label / fold sidecars next to the preprocessed dataset (``spcl_nnunet.sidecars``)."""
+"""Tests of the meta-label / fold sidecars next to the preprocessed dataset (``spcl_nnunet.data.sidecars``)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from spcl_nnunet.metalabels import META_LABELS_FILE, MetaLabels
-from spcl_nnunet.sidecars import (SIDECAR_FILES, MissingSidecarError, install_sidecars, load_sidecars,
+from spcl_nnunet.data.metalabels import META_LABELS_FILE, MetaLabels
+from spcl_nnunet.data.sidecars import (SIDECAR_FILES, MissingSidecarError, install_sidecars, load_sidecars,
                                   prepare_command)
-from spcl_nnunet.splits import FOLDS_FILE, SPLITS_FILE, FoldTable
+from spcl_nnunet.data.splits import FOLDS_FILE, SPLITS_FILE, FoldTable
 from spcl_nnunet.synthetic import generate_synthetic_dataset
 
 NAME = "Dataset990_SyntheticCardiac"

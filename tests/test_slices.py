@@ -18,8 +18,8 @@ import pytest
 import SimpleITK as sitk
 
 from nnunet_helpers import nnunet_env, plan_and_preprocess
-from spcl_nnunet.metalabels import slice_partitions
-from spcl_nnunet.slices import partition_counts, partitions_for_cases, preprocessed_slice_partitions
+from spcl_nnunet.data.metalabels import slice_partitions
+from spcl_nnunet.contrastive.slices import partition_counts, partitions_for_cases, preprocessed_slice_partitions
 
 
 def _props(total: int, start: int, stop: int) -> dict:

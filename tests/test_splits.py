@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from spcl_nnunet.splits import (FOLDS_FILE, SPLITS_FILE, FoldTable, load_fold_table, make_fold_table,
+from spcl_nnunet.data.splits import (FOLDS_FILE, SPLITS_FILE, FoldTable, load_fold_table, make_fold_table,
                                 split_groups, write_fold_files)
 
 POOL = [f"patient{i:03d}_{p}" for i in range(1, 11) for p in ("ED", "ES")]

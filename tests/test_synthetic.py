@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from spcl_nnunet.metalabels import load_meta_labels
-from spcl_nnunet.splits import load_fold_table
+from spcl_nnunet.data.metalabels import load_meta_labels
+from spcl_nnunet.data.splits import load_fold_table
 from spcl_nnunet.synthetic import DATASET_NAME, generate_synthetic_dataset
 
 SMALL = dict(n_patients=5, seed=7, n_val_patients=1, n_test_patients=1, image_size=(64, 64),

@@ -1,4 +1,4 @@
-"""Mean Teacher EMA arithmetic and state (spcl_nnunet.teacher)."""
+"""Mean Teacher EMA arithmetic and state (spcl_nnunet.networks.teacher)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from spcl_nnunet.teacher import MeanTeacher, ema_decay_at
+from spcl_nnunet.networks.teacher import MeanTeacher, ema_decay_at
 
 
 def _student() -> nn.Module:

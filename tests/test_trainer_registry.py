@@ -9,7 +9,7 @@ import pytest
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
 
-from spcl_nnunet.environment import trainers_dir
+from spcl_nnunet.data.environment import trainers_dir
 from spcl_nnunet.training import TRAINER_MODULES
 
 MODULES = [importlib.import_module(name) for name in TRAINER_MODULES]

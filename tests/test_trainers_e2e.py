@@ -24,8 +24,8 @@ from nnunet_helpers import in_process_trainer as _trainer
 from nnunet_helpers import load_checkpoint as _load
 from nnunet_helpers import set_nnunet_env as _set_nnunet_env
 from nnunet_helpers import train_command as _train
-from spcl_nnunet.pacing import gamma_at
-from spcl_nnunet.sidecars import SIDECAR_FILES
+from spcl_nnunet.contrastive.pacing import gamma_at
+from spcl_nnunet.data.sidecars import SIDECAR_FILES
 
 pytestmark = pytest.mark.e2e
 
@@ -61,7 +61,7 @@ def test_nnunet_finds_the_package_classes(monkeypatch: pytest.MonkeyPatch, name:
     import importlib
 
     from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
-    from spcl_nnunet.environment import trainers_dir
+    from spcl_nnunet.data.environment import trainers_dir
 
     monkeypatch.setenv("nnUNet_extTrainer", str(trainers_dir()))
     found = recursive_find_trainer_class_by_name(name)

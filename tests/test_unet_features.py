@@ -6,8 +6,8 @@ import pytest
 import torch
 from dynamic_network_architectures.architectures.unet import PlainConvUNet
 
-from spcl_nnunet.intensity import random_intensity_view
-from spcl_nnunet.unet_features import cumulative_strides, decoder_stage_at, decoder_stage_outputs, encode_with_last_conv
+from spcl_nnunet.contrastive.intensity import random_intensity_view
+from spcl_nnunet.networks.unet_features import cumulative_strides, decoder_stage_at, decoder_stage_outputs, encode_with_last_conv
 
 
 def unet(strides, deep_supervision: bool = False) -> PlainConvUNet:

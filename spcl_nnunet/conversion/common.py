@@ -1,7 +1,7 @@
 """Shared pieces of the dataset converters: reading and checking scans, writing cases, and the
 sidecars (``dataset.json``, ``meta_labels.json``, the labeled-subset folds).
 
-Every converter builds its dataset inside :func:`spcl_nnunet.rawdataset.staged_dataset`, so a bad
+Every converter builds its dataset inside :func:`spcl_nnunet.data.rawdataset.staged_dataset`, so a bad
 input file (reported with its path and what was expected) leaves nothing behind.
 """
 
@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from spcl_nnunet.metalabels import MetaLabels, save_meta_labels
-from spcl_nnunet.rawdataset import write_dataset_json
-from spcl_nnunet.splits import FoldTable, make_fold_table, split_groups, write_fold_files
+from spcl_nnunet.data.metalabels import MetaLabels, save_meta_labels
+from spcl_nnunet.data.rawdataset import write_dataset_json
+from spcl_nnunet.data.splits import FoldTable, make_fold_table, split_groups, write_fold_files
 
 FILE_ENDING = ".nii.gz"
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from spcl_nnunet.conversion.common import DatasetSpec
 from spcl_nnunet.conversion.common import reject_options
 from spcl_nnunet.conversion.msd import MSDTask, convert_task
-from spcl_nnunet.splits import FoldTable
+from spcl_nnunet.data.splits import FoldTable
 
 TASK = MSDTask(folder_name="Task04_Hippocampus", name="Hippocampus", modality={"0": "MRI"}, label_ids=(0, 1, 2),
                expected_cases=260)

@@ -29,8 +29,8 @@ from pathlib import Path
 
 from spcl_nnunet.conversion.common import (ConversionError, DatasetSpec, SourceCase, finish_dataset, label_values,
                                            read_image_and_label, reject_options, split_cases, write_case)
-from spcl_nnunet.rawdataset import staged_dataset, target_folder
-from spcl_nnunet.splits import FoldTable, make_fold_table
+from spcl_nnunet.data.rawdataset import staged_dataset, target_folder
+from spcl_nnunet.data.splits import FoldTable, make_fold_table
 
 SPEC = DatasetSpec(
     name="MMWHS",

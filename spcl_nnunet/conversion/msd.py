@@ -31,8 +31,8 @@ import SimpleITK as sitk
 from spcl_nnunet.conversion.common import (FILE_ENDING, ConversionError, DatasetSpec, SourceCase,
                                            finish_dataset, label_values, read_image_and_label, split_cases,
                                            write_case)
-from spcl_nnunet.rawdataset import staged_dataset, target_folder
-from spcl_nnunet.splits import FoldTable, make_fold_table
+from spcl_nnunet.data.rawdataset import staged_dataset, target_folder
+from spcl_nnunet.data.splits import FoldTable, make_fold_table
 
 JUNK_PREFIX = "._"
 

@@ -39,8 +39,8 @@ from spcl_nnunet.conversion.common import (
     split_cases,
     write_case,
 )
-from spcl_nnunet.rawdataset import staged_dataset, target_folder
-from spcl_nnunet.splits import FoldTable
+from spcl_nnunet.data.rawdataset import staged_dataset, target_folder
+from spcl_nnunet.data.splits import FoldTable
 
 SPEC = DatasetSpec(
     name="PROMISE12",

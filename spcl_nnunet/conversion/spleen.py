@@ -24,7 +24,7 @@ from pathlib import Path
 from spcl_nnunet.conversion.common import DatasetSpec
 from spcl_nnunet.conversion.common import reject_options
 from spcl_nnunet.conversion.msd import MSDTask, convert_task
-from spcl_nnunet.splits import FoldTable
+from spcl_nnunet.data.splits import FoldTable
 
 TASK = MSDTask(folder_name="Task09_Spleen", name="Spleen", modality={"0": "CT"}, label_ids=(0, 1),
                expected_cases=41)

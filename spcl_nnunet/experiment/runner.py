@@ -34,12 +34,12 @@ from typing import Any, TextIO
 from spcl_nnunet.experiment.methods import Method, pretraining_order, pretraining_start, trainer_class
 from spcl_nnunet.experiment.results import (dice_from_summary, percent, sort_records, table3_markdown, write_json,
                                             write_results)
-from spcl_nnunet.metalabels import META_LABELS_FILE, load_meta_labels
-from spcl_nnunet.pipeline import (Dataset, evaluate_folder, experiment_environment, foreground_labels, is_pretrainer,
+from spcl_nnunet.data.metalabels import META_LABELS_FILE, load_meta_labels
+from spcl_nnunet.experiment.pipeline import (Dataset, evaluate_folder, experiment_environment, foreground_labels, is_pretrainer,
                                   predict_test_set, resolve_device, run_command, terminate_running_commands,
                                   train_command, training_folder, training_state)
-from spcl_nnunet.sidecars import SIDECAR_FILES, install_sidecars
-from spcl_nnunet.splits import FOLDS_FILE, FoldSpec, FoldTable, load_fold_table
+from spcl_nnunet.data.sidecars import SIDECAR_FILES, install_sidecars
+from spcl_nnunet.data.splits import FOLDS_FILE, FoldSpec, FoldTable, load_fold_table
 from spcl_nnunet.training.schedules import ENV_VAR as SCHEDULE_ENV_VAR
 from spcl_nnunet.training.schedules import SCHEDULES, Schedule
 

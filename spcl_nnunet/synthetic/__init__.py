@@ -16,9 +16,9 @@ from typing import Sequence
 import numpy as np
 import SimpleITK as sitk
 
-from spcl_nnunet.metalabels import MetaLabels, save_meta_labels
-from spcl_nnunet.rawdataset import staged_dataset, target_folder, write_dataset_json
-from spcl_nnunet.splits import make_fold_table, split_groups, write_fold_files
+from spcl_nnunet.data.metalabels import MetaLabels, save_meta_labels
+from spcl_nnunet.data.rawdataset import staged_dataset, target_folder, write_dataset_json
+from spcl_nnunet.data.splits import make_fold_table, split_groups, write_fold_files
 from spcl_nnunet.synthetic.profiles import ACDC, DEFAULT, PROFILES, Profile, get_profile
 from spcl_nnunet.synthetic.render import LABELS, SLICE_PARTITIONS, Patient, draw_patient, render_scan
 
@@ -72,7 +72,7 @@ def generate_synthetic_dataset(raw_root: str | os.PathLike[str], dataset_id: int
     Arguments left at None take the profile's defaults (``default``: 16 patients, 2 validation
     and 3 test patients, 96x96 px, 8-12 slices, labeled counts 1, 2, 4; ``acdc``: see
     ``profiles.ACDC``). Patients are split at patient level into train/val/test with
-    :func:`spcl_nnunet.splits.split_groups`; train and val scans go to imagesTr/labelsTr, test
+    :func:`spcl_nnunet.data.splits.split_groups`; train and val scans go to imagesTr/labelsTr, test
     scans to imagesTs/labelsTs. The folder is built in a temporary sibling and renamed into
     place; an existing target is refused unless ``overwrite``. Same arguments, same files.
     """

@@ -15,10 +15,10 @@ from torch import autocast
 from torch._dynamo import OptimizedModule
 from torch.nn.parallel import DistributedDataParallel
 
-from spcl_nnunet.distributed import average_gradients, per_rank_count
-from spcl_nnunet.metalabels import META_LABELS_FILE, MetaLabels
-from spcl_nnunet.sidecars import load_sidecars
-from spcl_nnunet.splits import FOLDS_FILE, FoldTable
+from spcl_nnunet.contrastive.distributed import average_gradients, per_rank_count
+from spcl_nnunet.data.metalabels import META_LABELS_FILE, MetaLabels
+from spcl_nnunet.data.sidecars import load_sidecars
+from spcl_nnunet.data.splits import FOLDS_FILE, FoldTable
 from spcl_nnunet.training.schedules import ENV_VAR as SCHEDULE_ENV_VAR
 from spcl_nnunet.training.schedules import Schedule, active_schedule
 

@@ -17,16 +17,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from spcl_nnunet.discriminator import PatchDiscriminator
-from spcl_nnunet.distributed import average_gradients, broadcast_module
-from spcl_nnunet.heads import ClusterHeads, DenseClusterHeads
-from spcl_nnunet.intensity import random_intensity_view
+from spcl_nnunet.networks.discriminator import PatchDiscriminator
+from spcl_nnunet.contrastive.distributed import average_gradients, broadcast_module
+from spcl_nnunet.networks.heads import ClusterHeads, DenseClusterHeads
+from spcl_nnunet.contrastive.intensity import random_intensity_view
 from spcl_nnunet.losses.adversarial import adversarial_loss, discriminator_accuracy, discriminator_loss
 from spcl_nnunet.losses.consistency import random_flips
 from spcl_nnunet.losses.mixup import mix, mix_mask, one_hot_target, sample_mixing, sample_rows, soft_target_loss
 from spcl_nnunet.losses.mutual_information import multihead_dense_iic_loss, multihead_iic_loss
 from spcl_nnunet.training.semisupervised import SemiSupervisedTrainer, full_resolution
-from spcl_nnunet.unet_features import decoder_stage_at, decoder_stage_outputs
+from spcl_nnunet.networks.unet_features import decoder_stage_at, decoder_stage_outputs
 
 
 def full_resolution_target(target) -> torch.Tensor:

@@ -12,15 +12,15 @@ from os.path import join
 
 import torch
 
-from spcl_nnunet.distributed import (broadcast_module, gather_objects, gather_tensor, gather_with_grad,
+from spcl_nnunet.contrastive.distributed import (broadcast_module, gather_objects, gather_tensor, gather_with_grad,
                                      per_rank_count, world_size)
-from spcl_nnunet.heads import ProjectionHead
-from spcl_nnunet.heatmap import save_weight_heatmap
+from spcl_nnunet.networks.heads import ProjectionHead
+from spcl_nnunet.contrastive.heatmap import save_weight_heatmap
 from spcl_nnunet.losses.self_paced import combined_self_paced_supcon, mean_positive_weight
-from spcl_nnunet.pacing import gamma_at
-from spcl_nnunet.slices import partition_counts, partitions_for_cases
+from spcl_nnunet.contrastive.pacing import gamma_at
+from spcl_nnunet.contrastive.slices import partition_counts, partitions_for_cases
 from spcl_nnunet.training.dataloading import ContrastiveDataLoader, case_slice_counts
-from spcl_nnunet.unet_features import encode_with_last_conv
+from spcl_nnunet.networks.unet_features import encode_with_last_conv
 
 PROJECTOR_INPUTS = ("bottleneck", "last_conv")
 

@@ -20,7 +20,7 @@ from nnunetv2.utilities.default_n_proc_DA import get_allowed_n_proc_DA
 from nnunetv2.utilities.label_handling.label_handling import LabelManager
 from threadpoolctl import threadpool_limits
 
-from spcl_nnunet.sampling import draw_meta_batch, meta_label_tensor_codes
+from spcl_nnunet.contrastive.sampling import draw_meta_batch, meta_label_tensor_codes
 
 
 def case_slice_counts(dataset: nnUNetBaseDataset) -> tuple[dict[str, int], dict[str, dict]]:

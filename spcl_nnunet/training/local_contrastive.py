@@ -6,10 +6,10 @@ The chain (paper ref. [3], "global + local contrastive"):
 
 This stage starts from the global stage's checkpoint, freezes the encoder and trains the decoder
 blocks up to the one at 1/2 resolution (the authors' ``Up_conv3``, found by resolution with
-``spcl_nnunet.unet_features``) and a dense projection head (1x1 conv(C, 256), LeakyReLU 0.01,
+``spcl_nnunet.networks.unet_features``) and a dense projection head (1x1 conv(C, 256), LeakyReLU 0.01,
 1x1 conv(256, 256), adaptive average pool to 10 x 10, channel L2 norm) with the local contrastive
 loss (``spcl_nnunet.losses.local_contrastive``): 5 points per image on the 10 x 10 grid, the same
-points in two views that differ in intensity only (``spcl_nnunet.intensity``), a point's only
+points in two views that differ in intensity only (``spcl_nnunet.contrastive.intensity``), a point's only
 positive is itself in the other view, every other point of the batch is a negative, tau = 0.07.
 The segmentation layers and the full-resolution decoder block are never trained. The checkpoint
 holds the whole network (encoder as loaded, decoder partly trained) for ``-pretrained_weights``;
@@ -20,12 +20,12 @@ from __future__ import annotations
 
 import torch
 
-from spcl_nnunet.distributed import broadcast_module, per_rank_count
-from spcl_nnunet.heads import DenseProjectionHead
-from spcl_nnunet.intensity import random_intensity_view
+from spcl_nnunet.contrastive.distributed import broadcast_module, per_rank_count
+from spcl_nnunet.networks.heads import DenseProjectionHead
+from spcl_nnunet.contrastive.intensity import random_intensity_view
 from spcl_nnunet.losses.local_contrastive import local_contrastive_loss, sample_grid_points
 from spcl_nnunet.training.pretrain import PretrainTrainerBase
-from spcl_nnunet.unet_features import decoder_stage_at, decoder_stage_outputs
+from spcl_nnunet.networks.unet_features import decoder_stage_at, decoder_stage_outputs
 
 DENSE_PROJECTOR_KEY = "dense_projector_state"
 

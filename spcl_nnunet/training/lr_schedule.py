@@ -5,7 +5,7 @@ from __future__ import annotations
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import _LRScheduler
 
-from spcl_nnunet.pacing import warmup_cosine_lr
+from spcl_nnunet.contrastive.pacing import warmup_cosine_lr
 
 
 class WarmupCosineLRScheduler(_LRScheduler):

@@ -19,9 +19,9 @@ import torch
 from batchgenerators.dataloading.nondet_multi_threaded_augmenter import NonDetMultiThreadedAugmenter
 
 from spcl_nnunet.losses.consistency import entropy_loss, random_geometric_transform, transformation_consistency_loss
-from spcl_nnunet.distributed import per_rank_count
-from spcl_nnunet.pacing import sigmoid_rampup
-from spcl_nnunet.teacher import MeanTeacher
+from spcl_nnunet.contrastive.distributed import per_rank_count
+from spcl_nnunet.contrastive.pacing import sigmoid_rampup
+from spcl_nnunet.networks.teacher import MeanTeacher
 from spcl_nnunet.training.contrastive import MetaLabelContrast
 from spcl_nnunet.training.dataloading import wrap_in_augmenter
 from spcl_nnunet.training.finetune import SPConFinetuneTrainer, SPConFinetuneTrainer_quality

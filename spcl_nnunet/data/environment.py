@@ -12,7 +12,7 @@ NNUNET_FOLDERS = ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")
 def trainers_dir() -> Path:
     """The folder of trainer modules that ``nnUNet_extTrainer`` must list: ``spcl_nnunet/trainers``
     inside an installed wheel, else the checkout's ``trainers/`` (an editable install)."""
-    package = Path(__file__).resolve().parent
+    package = Path(__file__).resolve().parents[1]   # spcl_nnunet/ (this file is spcl_nnunet/data/environment.py)
     candidates = (package / "trainers", package.parent / "trainers")
     for folder in candidates:
         if (folder / "spcon_pretraining.py").is_file():

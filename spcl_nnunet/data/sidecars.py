@@ -16,8 +16,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from spcl_nnunet.metalabels import META_LABELS_FILE, MetaLabels, load_meta_labels
-from spcl_nnunet.splits import FOLDS_FILE, SPLITS_FILE, FoldTable, load_fold_table
+from spcl_nnunet.data.metalabels import META_LABELS_FILE, MetaLabels, load_meta_labels
+from spcl_nnunet.data.splits import FOLDS_FILE, SPLITS_FILE, FoldTable, load_fold_table
 
 SIDECAR_FILES = (META_LABELS_FILE, FOLDS_FILE, SPLITS_FILE)
 

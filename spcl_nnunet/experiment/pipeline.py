@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from spcl_nnunet.environment import NNUNET_FOLDERS, trainers_dir
+from spcl_nnunet.data.environment import NNUNET_FOLDERS, trainers_dir
 
 
 def experiment_environment(workdir: Path, device: str, folders: tuple[str, ...] = NNUNET_FOLDERS) -> dict[str, str]:

@@ -11,7 +11,7 @@ import json
 import time
 from pathlib import Path
 
-from spcl_nnunet.pipeline import (banner, evaluate_test_set, experiment_environment, markdown_table,
+from spcl_nnunet.experiment.pipeline import (banner, evaluate_test_set, experiment_environment, markdown_table,
                                   predict_test_set, prepare_synthetic, resolve_device, train)
 from spcl_nnunet.training.schedules import SCHEDULES
 
