@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import shutil
+from pathlib import Path
 
 import pytest
+from filelock import FileLock
 
 # nnU-Net reads these at import time in this process (in-process trainers, evaluation): one
 # process, as in the subprocesses the tests start
@@ -25,17 +27,37 @@ from nnunet_helpers import TINY_ID, TinyDataset, nnunet_env, plan_and_preprocess
 
 
 @pytest.fixture(scope="session")
-def tiny_dataset(tmp_path_factory: pytest.TempPathFactory) -> TinyDataset:
+def tiny_dataset(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> TinyDataset:
+    """Planned and preprocessed once per test session: under pytest-xdist the first worker builds
+    it in the run's shared temporary folder (under a file lock), the others reuse it. Tests only
+    read it (a test that changes a dataset copies it first)."""
+    if worker_id == "master":                      # no xdist
+        return _build_tiny_dataset(tmp_path_factory.mktemp("tiny_nnunet"))
+    shared = tmp_path_factory.getbasetemp().parent / "tiny_nnunet"
+    with FileLock(str(shared) + ".lock"):
+        if not (shared / "built").is_file():
+            if shared.exists():                    # a worker that died while building it
+                shutil.rmtree(shared)
+            _build_tiny_dataset(shared)
+            (shared / "built").write_text("complete\n")
+    return _tiny_dataset_at(shared)
+
+
+def _tiny_dataset_at(root: Path) -> TinyDataset:
+    name = next(p.name for p in (root / "raw").iterdir() if p.is_dir())
+    return TinyDataset(root=root, raw=root / "raw", pre=root / "preprocessed",
+                       pre_unprepared=root / "preprocessed_unprepared", name=name)
+
+
+def _build_tiny_dataset(root: Path) -> TinyDataset:
     from spcl_nnunet.data.sidecars import install_sidecars
     from spcl_nnunet.synthetic import generate_synthetic_dataset
 
-    root = tmp_path_factory.mktemp("tiny_nnunet")
     raw, pre, results = root / "raw", root / "preprocessed", root / "results"
     raw_dataset = generate_synthetic_dataset(raw, TINY_ID, n_patients=6, n_val_patients=1, n_test_patients=1,
                                              image_size=(48, 48), slices=(6, 8), labeled_counts=(1, 2), repeats=1)
     plan_and_preprocess(TINY_ID, nnunet_env(raw, pre, results))
     name = raw_dataset.name
-    unprepared = root / "preprocessed_unprepared"
-    shutil.copytree(pre / name, unprepared / name)
+    shutil.copytree(pre / name, root / "preprocessed_unprepared" / name)
     install_sidecars(raw_dataset, pre / name)
-    return TinyDataset(root=root, raw=raw, pre=pre, pre_unprepared=unprepared, name=name)
+    return _tiny_dataset_at(root)

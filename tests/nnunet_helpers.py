@@ -110,9 +110,11 @@ def epochs_in(output: str) -> list[int]:
 
 
 def load_checkpoint(path: Path) -> dict:
+    """A checkpoint, loaded with ``weights_only=True``: it must hold only tensors and plain types
+    (no class of this package), so checkpoints survive moves of the library's modules."""
     import torch
 
-    return torch.load(path, map_location="cpu", weights_only=False)
+    return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def set_nnunet_env(monkeypatch, env: Mapping[str, str]) -> None:

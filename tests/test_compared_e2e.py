@@ -1,5 +1,6 @@
 """End-to-end runs of the compared methods through nnU-Net's own commands (tiny dataset, CPU,
-``SPCL_SCHEDULE=smoke``: 4 epochs x 3 iterations).
+the ``smoke`` schedule, 4 epochs x 3 iterations, without nnU-Net's final validation: the trainers are
+scored on the test scans through ``nnUNetv2_predict`` instead).
 
 Each trainer with extra state is stopped once after epoch 1, as a crash would stop it, and
 resumed with ``--c``: its extra state (discriminator and its optimizer, cluster heads, dense
@@ -24,10 +25,10 @@ import torch
 from nnunet_helpers import (TINY_ID, TinyDataset, check, command, epochs_in, fold_dir, in_process_trainer,
                             load_checkpoint, nnunet_env, run, set_nnunet_env, tail, train_command,
                             write_crash_once_trainer)
+from spcl_nnunet.training.schedules import SCHEDULES
 
 pytestmark = pytest.mark.e2e
 
-SCHEDULE = {"SPCL_SCHEDULE": "smoke"}
 EPOCHS, ITERATIONS = 4, 3          # the smoke schedule
 GLOBAL, LOCAL, FINETUNE = "ContrastivePretrainTrainer", "LocalContrastivePretrainTrainer", "SPConFinetuneTrainer"
 MODULES = {"MixUpTrainer": "spcl_nnunet.training.compared", "AdversarialTrainer": "spcl_nnunet.training.compared",
@@ -78,9 +79,14 @@ def live_extra_state(trainer) -> dict:
 def chain(tiny_dataset: TinyDataset, tmp_path_factory: pytest.TempPathFactory) -> dict:
     """The global stage (plain L_con pre-training), trained once."""
     results = tmp_path_factory.mktemp("results_compared")
-    env = {**tiny_dataset.env(results), **SCHEDULE}
+    smoke = SCHEDULES["smoke"].to_json()
+    schedule = results / "smoke_without_final_validation.json"
+    schedule.write_text(json.dumps({**smoke, "name": "smoke_without_final_validation",
+                                    "finetune": {**smoke["finetune"], "final_validation": False}}))
+    env = {**tiny_dataset.env(results), "SPCL_SCHEDULE": str(schedule)}
     check(run(train_command(TINY_ID, 0, GLOBAL), env))
-    return {"results": results, "global": fold_dir(results, tiny_dataset.name, GLOBAL) / "checkpoint_final.pth"}
+    return {"results": results, "global": fold_dir(results, tiny_dataset.name, GLOBAL) / "checkpoint_final.pth",
+            "schedule": {"SPCL_SCHEDULE": str(schedule)}}
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +98,7 @@ def trained(tiny_dataset: TinyDataset, chain: dict, tmp_path_factory: pytest.Tem
     for trainer, module in MODULES.items():
         write_crash_once_trainer(trainer_dir, crash_name(trainer), module, trainer)
     out = {"env": {**nnunet_env(tiny_dataset.raw, tiny_dataset.pre, chain["results"],
-                                extra_trainer_dirs=[trainer_dir]), **SCHEDULE}}
+                                extra_trainer_dirs=[trainer_dir]), **chain["schedule"]}}
     for trainer in MODULES:
         if not EXTRA_STATE[trainer]:        # nothing of its own to restore: one plain run
             proc = check(run(train_command(TINY_ID, 0, trainer), out["env"]))
@@ -102,7 +108,7 @@ def trained(tiny_dataset: TinyDataset, chain: dict, tmp_path_factory: pytest.Tem
             continue
         name, marker = crash_name(trainer), root / f"crashed_{trainer}"
         env = {**nnunet_env(tiny_dataset.raw, tiny_dataset.pre, chain["results"], extra_trainer_dirs=[trainer_dir],
-                            SPCL_TEST_CRASH_MARKER=str(marker)), **SCHEDULE}
+                            SPCL_TEST_CRASH_MARKER=str(marker)), **chain["schedule"]}
         folder = fold_dir(chain["results"], tiny_dataset.name, name)
         extra = ("-pretrained_weights", str(chain["global"])) if trainer == LOCAL else ()
         first = run(train_command(TINY_ID, 0, name, *extra), env)
@@ -111,7 +117,7 @@ def trained(tiny_dataset: TinyDataset, chain: dict, tmp_path_factory: pytest.Tem
         shutil.copyfile(folder / "checkpoint_latest.pth", saved_copy)
         with pytest.MonkeyPatch.context() as monkeypatch:
             set_nnunet_env(monkeypatch, env)
-            monkeypatch.setenv("SPCL_SCHEDULE", "smoke")
+            monkeypatch.setenv("SPCL_SCHEDULE", chain["schedule"]["SPCL_SCHEDULE"])
             restored = in_process_trainer(name)
             restored.load_checkpoint(str(saved_copy))
             live = live_extra_state(restored)

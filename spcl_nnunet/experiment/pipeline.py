@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from spcl_nnunet.data.environment import NNUNET_FOLDERS, trainers_dir
+from spcl_nnunet.training.schedules import Schedule, active_schedule
 
 
 def experiment_environment(workdir: Path, device: str, folders: tuple[str, ...] = NNUNET_FOLDERS) -> dict[str, str]:
@@ -174,12 +175,26 @@ def is_pretrainer(trainer: str) -> bool:
     return "PretrainTrainer" in trainer
 
 
-def training_state(output_folder: Path, segmentation: bool) -> str:
-    """``finished`` (checkpoint_final.pth, and for segmentation trainers nnU-Net's final
-    validation ``validation/summary.json``), ``validate`` (final checkpoint without the
-    validation), ``interrupted`` (a checkpoint_latest.pth to resume with ``--c``) or ``new``."""
+def validates_after_training(trainer: str, schedule: Schedule | None) -> bool:
+    """Whether nnU-Net's final validation follows the training of ``trainer`` (of this package)
+    under ``schedule``: not for pre-trainers, nor where ``final_validation`` (class attribute or
+    schedule override) is False."""
+    if is_pretrainer(trainer):
+        return False
+    from spcl_nnunet.experiment.methods import trainer_class
+    from spcl_nnunet.training.base import schedule_overrides
+
+    cls = trainer_class(trainer)
+    applied = schedule_overrides(cls, schedule)[0] if schedule is not None else {}
+    return bool(applied.get("final_validation", cls.final_validation))
+
+
+def training_state(output_folder: Path, validated: bool) -> str:
+    """``finished`` (checkpoint_final.pth, and where the trainer validates after training,
+    nnU-Net's final validation ``validation/summary.json``), ``validate`` (final checkpoint without
+    the validation), ``interrupted`` (a checkpoint_latest.pth to resume with ``--c``) or ``new``."""
     final = (output_folder / "checkpoint_final.pth").is_file()
-    if final and (not segmentation or (output_folder / "validation" / "summary.json").is_file()):
+    if final and (not validated or (output_folder / "validation" / "summary.json").is_file()):
         return "finished"
     if final:
         return "validate"
@@ -206,7 +221,7 @@ def train(env: dict[str, str], ds: Dataset, fold: int, trainer: str, device: str
     """``nnUNetv2_train ID 2d FOLD -tr TRAINER`` (a finished run is reused, an interrupted one
     resumed with ``--c``); returns checkpoint_final.pth."""
     out = training_folder(ds.results, trainer, fold)
-    state = training_state(out, segmentation=not is_pretrainer(trainer))
+    state = training_state(out, validated=validates_after_training(trainer, active_schedule(env)))
     if state == "finished":
         print(f"reusing the finished training in {out}")
         return out / "checkpoint_final.pth"

@@ -35,9 +35,9 @@ from spcl_nnunet.experiment.methods import Method, pretraining_order, pretrainin
 from spcl_nnunet.experiment.results import (dice_from_summary, percent, sort_records, table3_markdown, write_json,
                                             write_results)
 from spcl_nnunet.data.metalabels import META_LABELS_FILE, load_meta_labels
-from spcl_nnunet.experiment.pipeline import (Dataset, evaluate_folder, experiment_environment, foreground_labels, is_pretrainer,
-                                  predict_test_set, resolve_device, run_command, terminate_running_commands,
-                                  train_command, training_folder, training_state)
+from spcl_nnunet.experiment.pipeline import (Dataset, evaluate_folder, experiment_environment, foreground_labels,
+                                             predict_test_set, resolve_device, run_command, terminate_running_commands,
+                                             train_command, training_folder, training_state, validates_after_training)
 from spcl_nnunet.data.sidecars import SIDECAR_FILES, install_sidecars
 from spcl_nnunet.data.splits import FOLDS_FILE, FoldSpec, FoldTable, load_fold_table
 from spcl_nnunet.training.schedules import ENV_VAR as SCHEDULE_ENV_VAR
@@ -343,7 +343,8 @@ class Runner:
               describe: str) -> tuple[Path, str]:
         """Train unless finished; returns (checkpoint_final.pth, what was done)."""
         out = training_folder(results / self.plan.name, trainer, fold)
-        state = training_state(out, segmentation=not is_pretrainer(trainer))
+        validated = validates_after_training(trainer, self.config.schedule)
+        state = training_state(out, validated=validated)
         if state == "finished":
             return out / "checkpoint_final.pth", "reused"
         if self.stopping.is_set():
@@ -357,7 +358,7 @@ class Runner:
         run_command(train_command(self.config.dataset_id, fold, trainer, self.plan.device, state, pretrained),
                     self.env_for(results), log, echo=False)
         final = out / "checkpoint_final.pth"
-        if training_state(out, segmentation=not is_pretrainer(trainer)) != "finished":
+        if training_state(out, validated=validated) != "finished":
             raise RuntimeError(f"nnUNetv2_train finished but {out} has no complete training (log: {log})")
         return final, done
 

@@ -100,6 +100,9 @@ class SPConTrainerBase(nnUNetTrainer):
     checkpoint_every: int = 50
     weight_decay_default: float = 3e-5
     batch_size_override: int | None = None   # None: the plan's batch size
+    # nnU-Net's final validation after training (validation/summary.json). False skips it after a
+    # training, for runs whose result is a separate nnUNetv2_predict; '--val' still validates
+    final_validation: bool = True
     # which overrides of an SPCL_SCHEDULE schedule apply: "pretrain", "finetune" or "semisupervised"
     schedule_role: str | None = None
 
@@ -122,6 +125,21 @@ class SPConTrainerBase(nnUNetTrainer):
         self.weight_decay = self.weight_decay_default
         self.meta_labels: MetaLabels | None = None
         self.fold_table: FoldTable | None = None
+        self.trained_in_this_process = False    # set at the end of run_training (not under --val)
+
+    def on_train_end(self):
+        super().on_train_end()
+        self.trained_in_this_process = True
+
+    def perform_actual_validation(self, save_probabilities: bool = False):
+        """nnU-Net's final validation, skipped after a training when ``final_validation`` is False
+        (an explicit ``nnUNetv2_train ... --val`` always validates)."""
+        if self.trained_in_this_process and not self.final_validation:
+            self.print_to_log_file("Final validation skipped (final_validation = False): validate with "
+                                   f"'nnUNetv2_train {self.plans_manager.dataset_name} {self.configuration_name} "
+                                   f"{self.fold} -tr {self.__class__.__name__} --val'")
+            return
+        super().perform_actual_validation(save_probabilities)
 
     def _set_batch_size_and_oversample(self):
         super()._set_batch_size_and_oversample()

@@ -297,10 +297,10 @@ class SPConPretrainTrainer_smoke(SPConPretrainTrainer):
 
 
 class SPConPretrainTrainer_demo(SPConPretrainTrainer):
-    """CPU-sized SP-Con pre-training for ``spcl_nnunet demo``: 10 epochs x 25 iterations of
+    """CPU-sized SP-Con pre-training for ``spcl_nnunet demo``: 8 epochs x 25 iterations of
     4 scans x 3 slices x 2 views, RAdam peaking at 1e-3 after a 2-epoch warm-up."""
     num_scans_per_batch = 4
-    num_epochs_default = 10
+    num_epochs_default = 8
     iterations_per_epoch = 25
     val_iterations_per_epoch = 2
     heatmap_every = 4

@@ -377,7 +377,8 @@ class SPConMeanTeacherTrainer_MMWHS(SPConMeanTeacherTrainer_PROMISE12):
 
 
 class _Smoke:
-    """2 epochs x 4 iterations, small unlabeled batches: checks that everything runs."""
+    """2 epochs x 4 iterations, small unlabeled batches, no final validation: checks that everything runs."""
+    final_validation = False
     num_epochs_default = 2
     iterations_per_epoch = 4
     val_iterations_per_epoch = 2
