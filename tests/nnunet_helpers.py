@@ -110,11 +110,16 @@ def epochs_in(output: str) -> list[int]:
 
 
 def load_checkpoint(path: Path) -> dict:
-    """A checkpoint, loaded with ``weights_only=True``: it must hold only tensors and plain types
-    (no class of this package), so checkpoints survive moves of the library's modules."""
+    """A checkpoint, loaded with ``weights_only=True``: it must hold only tensors, plain types and
+    the numpy float scalars of nnU-Net's own logger (no class of this package, nor any other
+    object), so checkpoints survive moves of the library's modules."""
+    import numpy as np
     import torch
 
-    return torch.load(path, map_location="cpu", weights_only=True)
+    numpy_scalars = [np._core.multiarray.scalar, np.dtype,
+                     *(type(np.dtype(t)) for t in (np.float16, np.float32, np.float64, np.int64))]
+    with torch.serialization.safe_globals(numpy_scalars):
+        return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def set_nnunet_env(monkeypatch, env: Mapping[str, str]) -> None:
