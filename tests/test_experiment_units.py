@@ -179,3 +179,25 @@ def test_select_folds() -> None:
         select_folds(table, [3], None, "F")
     with pytest.raises(ValueError, match=r"no fold with split \[5\]"):
         select_folds(table, None, [5], "F")
+
+
+def test_which_trainings_end_with_nnunets_final_validation(tmp_path: Path) -> None:
+    """A training counts as finished without validation/summary.json exactly where the trainer
+    skips nnU-Net's final validation (class attribute or schedule override ``final_validation``)."""
+    from spcl_nnunet.experiment.pipeline import training_state, validates_after_training
+    from spcl_nnunet.training.schedules import SCHEDULES, Schedule
+
+    smoke = SCHEDULES["smoke"]
+    no_validation = Schedule.from_json({**smoke.to_json(), "name": "no_val",
+                                        "finetune": {**smoke.finetune, "final_validation": False}}, "test")
+    assert validates_after_training("SPConFinetuneTrainer", None)
+    assert validates_after_training("SPConFinetuneTrainer", smoke)
+    assert not validates_after_training("SPConFinetuneTrainer", no_validation)
+    assert not validates_after_training("MeanTeacherTrainer", no_validation)     # semisupervised applies finetune
+    assert not validates_after_training("SPConFinetuneTrainer_demo", None)
+    assert not validates_after_training("SPConFinetuneTrainer_demo", SCHEDULES["demo"])
+    assert validates_after_training("SPConFinetuneTrainer_quality", None)
+    assert not validates_after_training("SPConPretrainTrainer", None)
+    (tmp_path / "checkpoint_final.pth").write_bytes(b"")
+    assert training_state(tmp_path, validated=False) == "finished"
+    assert training_state(tmp_path, validated=True) == "validate"
