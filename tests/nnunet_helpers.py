@@ -44,11 +44,113 @@ def nnunet_env(raw: str | os.PathLike[str] | None, preprocessed: str | os.PathLi
     return env
 
 
-def run(args: Sequence[str], env: Mapping[str, str], timeout: float = 600, cwd: str | os.PathLike[str] | None = None
-        ) -> subprocess.CompletedProcess:
-    """Run a command with stdout and stderr merged into ``.stdout``."""
-    return subprocess.run([str(a) for a in args], env=dict(env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          text=True, timeout=timeout, cwd=cwd)
+def run(args: Sequence[str], env: Mapping[str, str], timeout: float = 600, cwd: str | os.PathLike[str] | None = None,
+        fork: bool = True) -> subprocess.CompletedProcess:
+    """Run a command with stdout and stderr merged into ``.stdout``.
+
+    A console script of this virtual environment (``nnUNetv2_train``, ``nnUNetv2_predict``,
+    ``spcl_nnunet``, ...) runs, unless ``fork=False``, in a forked copy of this process: its
+    entry point from the package metadata (what the script calls) with ``args`` as ``sys.argv``,
+    ``env`` as the environment and its own process group, without the ~10 s of imports of a new
+    interpreter. Anything else runs as a subprocess."""
+    args = [str(a) for a in args]
+    entry = console_script_entry(args[0]) if fork else None
+    if entry is None:
+        return subprocess.run(args, env=dict(env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True, timeout=timeout, cwd=cwd)
+    return run_forked(entry, args, env, timeout, cwd)
+
+
+def console_script_entry(path: str):
+    """The function behind a console script of this virtual environment (None: not one)."""
+    from importlib.metadata import entry_points
+
+    if Path(path).parent != VENV_BIN:
+        return None
+    found = [e for e in entry_points(group="console_scripts") if e.name == Path(path).name]
+    return found[0] if found else None
+
+
+def run_forked(entry, args: list[str], env: Mapping[str, str], timeout: float,
+               cwd: str | os.PathLike[str] | None) -> subprocess.CompletedProcess:
+    """``entry`` (a console-script entry point) in a forked child; exit code as Python's: the
+    ``SystemExit`` code, 1 after an uncaught exception. The child's process group is killed
+    afterwards (worker processes a crashed command leaves behind)."""
+    import tempfile
+    import time
+
+    import torch
+
+    # a fork after a multi-threaded OpenMP region hangs the child's first parallel operation
+    assert torch.get_num_threads() == 1, "forked commands need one torch thread in the test process (conftest)"
+    function = entry.load()          # imported here once, inherited by every later fork
+    with tempfile.TemporaryFile() as output:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:                                  # the child: never returns
+            code = 1
+            try:
+                os.setsid()
+                os.dup2(output.fileno(), 1)
+                os.dup2(output.fileno(), 2)
+                sys.stdout = open(1, "w", buffering=1, closefd=False)
+                sys.stderr = open(2, "w", buffering=1, closefd=False)
+                os.environ.clear()
+                os.environ.update(env)
+                if cwd is not None:
+                    os.chdir(cwd)
+                _forget_trainer_modules(env)
+                sys.argv = list(args)
+                try:
+                    result = function()
+                    code = result if isinstance(result, int) else 0 if result is None else 1
+                except SystemExit as stop:
+                    code = stop.code if isinstance(stop.code, int) else 0 if stop.code is None else 1
+                    if not isinstance(stop.code, (int, type(None))):
+                        print(stop.code, file=sys.stderr)
+                except BaseException:
+                    import traceback
+
+                    traceback.print_exc()
+                    code = 1
+                sys.stdout.flush()
+                sys.stderr.flush()
+                import multiprocessing.util
+
+                multiprocessing.util._exit_function()    # what interpreter exit does: stop daemonic workers
+            finally:
+                os._exit(code)
+        deadline = time.monotonic() + timeout
+        try:
+            while True:
+                done, status = os.waitpid(pid, os.WNOHANG)
+                if done:
+                    break
+                if time.monotonic() > deadline:
+                    os.killpg(pid, 9)
+                    os.waitpid(pid, 0)
+                    output.seek(0)
+                    raise subprocess.TimeoutExpired(args, timeout, output=output.read().decode(errors="replace"))
+                time.sleep(0.05)
+        finally:
+            try:
+                os.killpg(pid, 9)
+            except (ProcessLookupError, PermissionError):
+                pass
+        output.seek(0)
+        text = output.read().decode(errors="replace")
+    return subprocess.CompletedProcess(args, os.waitstatus_to_exitcode(status), stdout=text)
+
+
+def _forget_trainer_modules(env: Mapping[str, str]) -> None:
+    """Drop modules imported from ``nnUNet_extTrainer`` folders (nnU-Net imports them by bare name:
+    a test's trainer module of the same name in another folder must be imported afresh)."""
+    folders = [Path(p).resolve() for p in env.get("nnUNet_extTrainer", "").split(os.pathsep) if p]
+    for name, module in list(sys.modules.items()):
+        file = getattr(module, "__file__", None)
+        if file and any(Path(file).resolve().parent == folder for folder in folders):
+            del sys.modules[name]
 
 
 def tail(proc: subprocess.CompletedProcess, chars: int = 6000) -> str:

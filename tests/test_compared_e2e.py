@@ -207,7 +207,7 @@ def test_local_stage_trains_the_decoder_up_to_half_resolution_only(trained: dict
 def _predict_and_evaluate(tiny_dataset: TinyDataset, env: dict, results: Path, trainer: str, out: Path) -> dict:
     images = tiny_dataset.raw_dataset / "imagesTs"
     check(run([command("nnUNetv2_predict"), "-i", images, "-o", out, "-d", str(TINY_ID), "-c", "2d", "-f", "0",
-               "-tr", trainer, "-device", "cpu", "-npp", "1", "-nps", "1"], env))
+               "-tr", trainer, "-device", "cpu", "-npp", "0", "-nps", "0"], env))
     from nnunetv2.evaluation.evaluate_predictions import compute_metrics_on_folder2
 
     compute_metrics_on_folder2(str(tiny_dataset.raw_dataset / "labelsTs"), str(out),

@@ -78,7 +78,10 @@ def _worker(rank: int, store: str, env: dict, out: str, average: bool, trainer_n
 
 def _run(tmp_path: Path, env: dict, average: bool, trainer: str = "SPConPretrainTrainer") -> list[dict]:
     out = str(tmp_path / "rank")
-    mp.spawn(_worker, args=(str(tmp_path / "store"), env, out, average, trainer), nprocs=WORLD, join=True)
+    # forked, not spawned: the ranks inherit this process's imports (conftest keeps it at one torch
+    # thread, so a fork is safe) instead of importing torch and nnU-Net afresh, ~10 s each
+    mp.start_processes(_worker, args=(str(tmp_path / "store"), env, out, average, trainer), nprocs=WORLD, join=True,
+                       start_method="fork")
     return [torch.load(f"{out}.{r}", weights_only=False) for r in range(WORLD)]
 
 

@@ -64,7 +64,8 @@ def _worker(rank: int, store: str, out: str, wrong_gather: bool) -> None:
 
 def _run(tmp_path: Path, wrong_gather: bool = False) -> list[dict]:
     out = str(tmp_path / "result")
-    mp.spawn(_worker, args=(str(tmp_path / "store"), out, wrong_gather), nprocs=WORLD, join=True)
+    mp.start_processes(_worker, args=(str(tmp_path / "store"), out, wrong_gather), nprocs=WORLD, join=True,
+                       start_method="fork")       # forked: no fresh imports (conftest: one torch thread)
     return [torch.load(f"{out}.{r}") for r in range(WORLD)]
 
 
@@ -119,6 +120,7 @@ def _uneven_worker(rank: int, store: str, out: str) -> None:
 
 def test_uneven_split_over_two_ranks_is_refused(tmp_path: Path) -> None:
     out = str(tmp_path / "msg")
-    mp.spawn(_uneven_worker, args=(str(tmp_path / "store"), out), nprocs=WORLD, join=True)
+    mp.start_processes(_uneven_worker, args=(str(tmp_path / "store"), out), nprocs=WORLD, join=True,
+                       start_method="fork")
     message = Path(f"{out}.0").read_text()
     assert "num_scans_per_batch = 5" in message and "2 processes" in message and "multiple of 2" in message

@@ -233,12 +233,16 @@ def train(env: dict[str, str], ds: Dataset, fold: int, trainer: str, device: str
 
 def predict_test_set(env: dict[str, str], ds: Dataset, fold: int, trainer: str, device: str, output: Path,
                      log: Path, images: Path | None = None, echo: bool = True) -> Path:
-    """``nnUNetv2_predict`` of ``images`` (default: the raw dataset's imagesTs) into ``output``."""
+    """``nnUNetv2_predict`` of ``images`` (default: the raw dataset's imagesTs) into ``output``.
+    On a GPU one preprocessing and one export worker overlap with the network; on the CPU they
+    would share its cores, so nnU-Net's sequential mode runs (``-npp 0 -nps 0``: no worker
+    processes, each of which costs a new interpreter)."""
     if output.exists():
         shutil.rmtree(output)
+    workers = "0" if device == "cpu" else "1"
     run_command(["nnUNetv2_predict", "-i", str(images or ds.raw / "imagesTs"), "-o", str(output),
                  "-d", str(ds.dataset_id), "-c", "2d", "-f", str(fold), "-tr", trainer, "-device", device,
-                 "-npp", "1", "-nps", "1", "--disable_progress_bar"], env, log, echo=echo)
+                 "-npp", workers, "-nps", workers, "--disable_progress_bar"], env, log, echo=echo)
     return output
 
 

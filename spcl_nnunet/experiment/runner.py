@@ -264,7 +264,8 @@ def replace_folder(tmp: Path, target: Path) -> None:
 
 
 class Runner:
-    def __init__(self, plan: Plan, out: TextIO = sys.stdout):
+    def __init__(self, plan: Plan, out: TextIO | None = None):
+        out = sys.stdout if out is None else out        # the stream of now, not of import time
         self.plan, self.config, self.out = plan, plan.config, out
         self.workdir = plan.config.workdir
         self.progress = Progress(len(plan.runs), plan.config.jobs, out)
@@ -508,6 +509,7 @@ class Runner:
         return paths
 
 
-def run_experiment(config: ExperimentConfig, out: TextIO = sys.stdout) -> int:
-    """Check everything, then run (see the module docstring); returns the exit code."""
+def run_experiment(config: ExperimentConfig, out: TextIO | None = None) -> int:
+    """Check everything, then run (see the module docstring); returns the exit code. ``out``:
+    where the progress lines go (default: ``sys.stdout`` at the call)."""
     return Runner(make_plan(config), out).execute()

@@ -19,6 +19,7 @@ from spcl_nnunet.contrastive.distributed import average_gradients, per_rank_coun
 from spcl_nnunet.data.metalabels import META_LABELS_FILE, MetaLabels
 from spcl_nnunet.data.sidecars import load_sidecars
 from spcl_nnunet.data.splits import FOLDS_FILE, FoldTable
+from spcl_nnunet.training.progress import progress_plot_skipped
 from spcl_nnunet.training.schedules import ENV_VAR as SCHEDULE_ENV_VAR
 from spcl_nnunet.training.schedules import Schedule, active_schedule
 
@@ -103,6 +104,9 @@ class SPConTrainerBase(nnUNetTrainer):
     # nnU-Net's final validation after training (validation/summary.json). False skips it after a
     # training, for runs whose result is a separate nnUNetv2_predict; '--val' still validates
     final_validation: bool = True
+    # progress.png after every N-th epoch and after the last (nnU-Net draws it after every epoch,
+    # ~1.8 s each on 2 CPU cores: most of a short test or demo epoch)
+    progress_plot_every: int = 1
     # which overrides of an SPCL_SCHEDULE schedule apply: "pretrain", "finetune" or "semisupervised"
     schedule_role: str | None = None
 
@@ -118,6 +122,9 @@ class SPConTrainerBase(nnUNetTrainer):
             self.print_to_log_file(f"schedule {schedule.name!r} ({SCHEDULE_ENV_VAR}), role {self.schedule_role!r}: "
                                    + ", ".join(f"{k} = {v!r}" for k, v in overrides.items())
                                    + (f"; not used by this trainer: {', '.join(skipped)}" if skipped else ""))
+        if not isinstance(self.progress_plot_every, int) or self.progress_plot_every < 1:
+            raise ValueError(f"{type(self).__name__}: progress_plot_every must be a whole number >= 1, "
+                             f"got {self.progress_plot_every!r}")
         self.num_epochs = self.num_epochs_default
         self.num_iterations_per_epoch = self.iterations_per_epoch
         self.num_val_iterations_per_epoch = self.val_iterations_per_epoch
@@ -130,6 +137,19 @@ class SPConTrainerBase(nnUNetTrainer):
     def on_train_end(self):
         super().on_train_end()
         self.trained_in_this_process = True
+
+    def plots_progress_this_epoch(self) -> bool:
+        """Whether the epoch now ending draws progress.png (rank 0, every ``progress_plot_every``-th
+        epoch and the last)."""
+        done = self.current_epoch + 1
+        return self.local_rank == 0 and (done % self.progress_plot_every == 0 or done >= self.num_epochs)
+
+    def on_epoch_end(self):
+        if self.plots_progress_this_epoch():
+            super().on_epoch_end()
+        else:
+            with progress_plot_skipped(self.logger):
+                super().on_epoch_end()
 
     def perform_actual_validation(self, save_probabilities: bool = False):
         """nnU-Net's final validation, skipped after a training when ``final_validation`` is False

@@ -99,20 +99,23 @@ class SPConFinetuneTrainer_smoke(SPConFinetuneTrainer):
     iterations_per_epoch = 4
     val_iterations_per_epoch = 2
     checkpoint_every = 1
+    progress_plot_every = 2          # the last epoch only
 
 
 class SPConFinetuneTrainer_demo(SPConFinetuneTrainer):
-    """CPU-sized fine-tuning for ``spcl_nnunet demo``: 10 x 20 = 200 iterations at batch 8, RAdam
-    peaking at 1e-3 after a 2-epoch warm-up (the paper's 1e-7 x 300 suits 15,000 iterations, not 200).
-    No final validation: the demo scores the test scans with nnUNetv2_predict."""
+    """CPU-sized fine-tuning for ``spcl_nnunet demo``: 10 x 20 = 200 iterations at batch 4 (the one
+    labeled scan has about 10 slices), RAdam peaking at 1e-3 after a 2-epoch warm-up (the paper's
+    1e-7 x 300 suits 15,000 iterations, not 200). No final validation: the demo scores the test
+    scans with nnUNetv2_predict; progress.png every 5 epochs."""
     num_epochs_default = 10
     iterations_per_epoch = 20
     val_iterations_per_epoch = 2
-    batch_size_override = 8
+    batch_size_override = 4
     lr_init = 1e-4
     lr_multiplier = 10.0
     warmup_epochs = 2
     final_validation = False
+    progress_plot_every = 5
 
 
 class SPConBaselineTrainer_demo(SPConFinetuneTrainer_demo):
@@ -122,6 +125,7 @@ class SPConBaselineTrainer_demo(SPConFinetuneTrainer_demo):
 class SPConFinetuneTrainer_quality(SPConFinetuneTrainer_demo):
     """The quality run's fine-tuning (benchmarks/quality_run.py): 700 iterations at batch 8."""
     num_epochs_default = 35
+    batch_size_override = 8
     warmup_epochs = 3
     final_validation = True
 

@@ -159,7 +159,7 @@ class PretrainTrainerBase(SPConTrainerBase):
         self.print_to_log_file(f"Epoch time: {get('epoch_end_timestamps', -1) - get('epoch_start_timestamps', -1):.2f} s")
         if (self.current_epoch + 1) % self.save_every == 0 and self.current_epoch != self.num_epochs - 1:
             self.save_checkpoint(join(self.output_folder, "checkpoint_latest.pth"))
-        if self.local_rank == 0:
+        if self.plots_progress_this_epoch():
             self.logger.plot_progress_png(self.output_folder)
         self.current_epoch += 1
 
@@ -294,11 +294,13 @@ class SPConPretrainTrainer_smoke(SPConPretrainTrainer):
     iterations_per_epoch = 4
     val_iterations_per_epoch = 1
     checkpoint_every = 1
+    progress_plot_every = 2          # the last epoch only
 
 
 class SPConPretrainTrainer_demo(SPConPretrainTrainer):
     """CPU-sized SP-Con pre-training for ``spcl_nnunet demo``: 8 epochs x 25 iterations of
-    4 scans x 3 slices x 2 views, RAdam peaking at 1e-3 after a 2-epoch warm-up."""
+    4 scans x 3 slices x 2 views, RAdam peaking at 1e-3 after a 2-epoch warm-up; progress.png
+    every 5 epochs and after the last."""
     num_scans_per_batch = 4
     num_epochs_default = 8
     iterations_per_epoch = 25
@@ -307,6 +309,7 @@ class SPConPretrainTrainer_demo(SPConPretrainTrainer):
     lr_init = 1e-4
     lr_multiplier = 10.0
     warmup_epochs = 2
+    progress_plot_every = 5
 
 
 class SPConPretrainTrainer_quality(SPConPretrainTrainer_demo):

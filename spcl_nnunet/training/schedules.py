@@ -78,22 +78,27 @@ def _with_checkpoints(**groups: dict[str, Any]) -> dict[str, dict[str, Any]]:
 _QUALITY_LR = {"lr_init": 1e-4, "lr_multiplier": 10.0}
 
 SCHEDULES: dict[str, Schedule] = {s.name: s for s in (
-    Schedule("smoke", "seconds per run on a tiny dataset: checks that an experiment runs end to end (tests)",
+    Schedule("smoke", "seconds per run on a tiny dataset: checks that an experiment runs end to end (tests); "
+                      "progress.png after the last epoch only",
              **_with_checkpoints(
                  pretrain={"num_epochs_default": 4, "iterations_per_epoch": 3, "val_iterations_per_epoch": 1,
-                           "num_scans_per_batch": 2, "heatmap_every": 2, "warmup_epochs": 1, **_QUALITY_LR},
+                           "num_scans_per_batch": 2, "heatmap_every": 2, "warmup_epochs": 1,
+                           "progress_plot_every": 4, **_QUALITY_LR},
                  finetune={"num_epochs_default": 4, "iterations_per_epoch": 3, "val_iterations_per_epoch": 1,
-                           "batch_size_override": 2, "warmup_epochs": 1, **_QUALITY_LR},
+                           "batch_size_override": 2, "warmup_epochs": 1,
+                           "progress_plot_every": 4, **_QUALITY_LR},
                  semisupervised={"unlabeled_batch_size": 2, "num_scans_per_batch": 2, "ema_decay": 0.99,
                                  "rampup_epochs": 2, "heatmap_every": 2})),
     Schedule("demo", "the demo's CPU-sized schedule (the *_demo trainers): pre-training 8 x 25 iterations of "
-                     "4 scans x 3 slices x 2 views, fine-tuning 10 x 20 iterations at batch 8, no final "
-                     "validation (the test scans are predicted)",
+                     "4 scans x 3 slices x 2 views, fine-tuning 10 x 20 iterations at batch 4, no final "
+                     "validation (the test scans are predicted), progress.png every 5 epochs",
              **_with_checkpoints(
                  pretrain={"num_scans_per_batch": 4, "num_epochs_default": 8, "iterations_per_epoch": 25,
-                           "val_iterations_per_epoch": 2, "heatmap_every": 4, "warmup_epochs": 2, **_QUALITY_LR},
+                           "val_iterations_per_epoch": 2, "heatmap_every": 4, "warmup_epochs": 2,
+                           "progress_plot_every": 5, **_QUALITY_LR},
                  finetune={"num_epochs_default": 10, "iterations_per_epoch": 20, "val_iterations_per_epoch": 2,
-                           "batch_size_override": 8, "warmup_epochs": 2, "final_validation": False, **_QUALITY_LR},
+                           "batch_size_override": 4, "warmup_epochs": 2, "final_validation": False,
+                           "progress_plot_every": 5, **_QUALITY_LR},
                  # no *_demo semi-supervised trainers: the quality run's unlabeled side, ramp-up over 2 of 10 epochs
                  semisupervised={"unlabeled_batch_size": 6, "num_scans_per_batch": 2, "ema_decay": 0.99,
                                  "rampup_epochs": 2, "heatmap_every": 5})),
@@ -102,9 +107,10 @@ SCHEDULES: dict[str, Schedule] = {s.name: s for s in (
                         "slices per iteration",
              **_with_checkpoints(
                  pretrain={"num_scans_per_batch": 4, "num_epochs_default": 24, "iterations_per_epoch": 25,
-                           "val_iterations_per_epoch": 2, "heatmap_every": 6, "warmup_epochs": 3, **_QUALITY_LR},
+                           "val_iterations_per_epoch": 2, "heatmap_every": 6, "warmup_epochs": 3,
+                           "progress_plot_every": 5, **_QUALITY_LR},
                  finetune={"num_epochs_default": 35, "iterations_per_epoch": 20, "val_iterations_per_epoch": 2,
-                           "batch_size_override": 8, "warmup_epochs": 3, **_QUALITY_LR},
+                           "batch_size_override": 8, "warmup_epochs": 3, "progress_plot_every": 5, **_QUALITY_LR},
                  semisupervised={"unlabeled_batch_size": 6, "num_scans_per_batch": 2, "ema_decay": 0.99,
                                  "rampup_epochs": 5, "heatmap_every": 7})),
     Schedule("gpu", "one GPU: measured on an H200 (2026-11-27, acdc profile, --jobs 8), one pre-training and 12 "

@@ -387,6 +387,7 @@ class _Smoke:
     num_scans_per_batch = 2
     rampup_epochs = 2
     heatmap_every = 1
+    progress_plot_every = 2          # the last epoch only
 
 
 class MeanTeacherTrainer_smoke(_Smoke, MeanTeacherTrainer):
