@@ -103,11 +103,11 @@ class SPConFinetuneTrainer_smoke(SPConFinetuneTrainer):
 
 
 class SPConFinetuneTrainer_demo(SPConFinetuneTrainer):
-    """CPU-sized fine-tuning for ``spcl_nnunet demo``: 10 x 20 = 200 iterations at batch 4 (the one
+    """CPU-sized fine-tuning for ``spcl_nnunet demo``: 8 x 20 = 160 iterations at batch 4 (the one
     labeled scan has about 10 slices), RAdam peaking at 1e-3 after a 2-epoch warm-up (the paper's
-    1e-7 x 300 suits 15,000 iterations, not 200). No final validation: the demo scores the test
-    scans with nnUNetv2_predict; progress.png every 5 epochs."""
-    num_epochs_default = 10
+    1e-7 x 300 suits 15,000 iterations, not 160). No final validation: the demo scores the test
+    scans with nnUNetv2_predict; progress.png after epochs 4 and 8."""
+    num_epochs_default = 8
     iterations_per_epoch = 20
     val_iterations_per_epoch = 2
     batch_size_override = 4
@@ -115,7 +115,7 @@ class SPConFinetuneTrainer_demo(SPConFinetuneTrainer):
     lr_multiplier = 10.0
     warmup_epochs = 2
     final_validation = False
-    progress_plot_every = 5
+    progress_plot_every = 4
 
 
 class SPConBaselineTrainer_demo(SPConFinetuneTrainer_demo):
@@ -126,6 +126,7 @@ class SPConFinetuneTrainer_quality(SPConFinetuneTrainer_demo):
     """The quality run's fine-tuning (benchmarks/quality_run.py): 700 iterations at batch 8."""
     num_epochs_default = 35
     batch_size_override = 8
+    progress_plot_every = 5
     warmup_epochs = 3
     final_validation = True
 

@@ -298,23 +298,24 @@ class SPConPretrainTrainer_smoke(SPConPretrainTrainer):
 
 
 class SPConPretrainTrainer_demo(SPConPretrainTrainer):
-    """CPU-sized SP-Con pre-training for ``spcl_nnunet demo``: 8 epochs x 25 iterations of
+    """CPU-sized SP-Con pre-training for ``spcl_nnunet demo``: 6 epochs x 25 iterations of
     4 scans x 3 slices x 2 views, RAdam peaking at 1e-3 after a 2-epoch warm-up; progress.png
-    every 5 epochs and after the last."""
+    after epochs 3 and 6."""
     num_scans_per_batch = 4
-    num_epochs_default = 8
+    num_epochs_default = 6
     iterations_per_epoch = 25
     val_iterations_per_epoch = 2
     heatmap_every = 4
     lr_init = 1e-4
     lr_multiplier = 10.0
     warmup_epochs = 2
-    progress_plot_every = 5
+    progress_plot_every = 3
 
 
 class SPConPretrainTrainer_quality(SPConPretrainTrainer_demo):
     """The quality run's pre-training (benchmarks/quality_run.py): 24 x 25 = 600 iterations."""
     num_epochs_default = 24
+    progress_plot_every = 5
     warmup_epochs = 3
     heatmap_every = 6
 
