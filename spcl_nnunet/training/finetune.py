@@ -103,11 +103,11 @@ class SPConFinetuneTrainer_smoke(SPConFinetuneTrainer):
 
 
 class SPConFinetuneTrainer_demo(SPConFinetuneTrainer):
-    """CPU-sized fine-tuning for ``spcl_nnunet demo``: 8 x 20 = 160 iterations at batch 4 (the one
+    """CPU-sized fine-tuning for ``spcl_nnunet demo``: 7 x 20 = 140 iterations at batch 4 (the one
     labeled scan has about 10 slices), RAdam peaking at 1e-3 after a 2-epoch warm-up (the paper's
-    1e-7 x 300 suits 15,000 iterations, not 160). No final validation: the demo scores the test
-    scans with nnUNetv2_predict; progress.png after epochs 4 and 8."""
-    num_epochs_default = 8
+    1e-7 x 300 suits 15,000 iterations, not 140). No final validation: the demo scores the test
+    scans with nnUNetv2_predict; progress.png after epochs 4 and 7."""
+    num_epochs_default = 7
     iterations_per_epoch = 20
     val_iterations_per_epoch = 2
     batch_size_override = 4

@@ -298,11 +298,11 @@ class SPConPretrainTrainer_smoke(SPConPretrainTrainer):
 
 
 class SPConPretrainTrainer_demo(SPConPretrainTrainer):
-    """CPU-sized SP-Con pre-training for ``spcl_nnunet demo``: 6 epochs x 25 iterations of
+    """CPU-sized SP-Con pre-training for ``spcl_nnunet demo``: 5 epochs x 25 iterations of
     4 scans x 3 slices x 2 views, RAdam peaking at 1e-3 after a 2-epoch warm-up; progress.png
-    after epochs 3 and 6."""
+    after epochs 3 and 5."""
     num_scans_per_batch = 4
-    num_epochs_default = 6
+    num_epochs_default = 5
     iterations_per_epoch = 25
     val_iterations_per_epoch = 2
     heatmap_every = 4
