@@ -151,6 +151,10 @@ def test_bad_schedule_stops_the_trainer_at_start(nnunet_env_set: Path, monkeypat
     monkeypatch.setenv(ENV_VAR, "nope")
     with pytest.raises(ValueError, match="unknown schedule 'nope': known schedules are smoke, demo"):
         in_process_trainer("SPConBaselineTrainer")
+    path.write_text(json.dumps({"name": "never", "finetune": {"progress_plot_every": 0}}))
+    monkeypatch.setenv(ENV_VAR, str(path))
+    with pytest.raises(ValueError, match="progress_plot_every must be a whole number >= 1, got 0"):
+        in_process_trainer("SPConBaselineTrainer")
 
 
 def test_resuming_under_another_schedule_is_refused(nnunet_env_set: Path, monkeypatch: pytest.MonkeyPatch) -> None:
