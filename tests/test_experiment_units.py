@@ -13,9 +13,9 @@ import pytest
 
 from spcl_nnunet.experiment.methods import (METHODS, get_methods, pretraining_order, pretraining_start,
                                             trainer_class)
-from spcl_nnunet.experiment.results import (dice_from_summary, mean_std, mean_std_cell, plot_learning_curve,
-                                            results_csv, results_markdown, sort_records, table2_markdown,
-                                            table3_markdown, write_results)
+from spcl_nnunet.experiment.results import (dice_from_summary, mean_std, mean_std_cell, paired_comparisons,
+                                            paired_difference, plot_learning_curve, results_csv, results_markdown,
+                                            sort_records, table2_markdown, table3_markdown, write_results)
 from spcl_nnunet.experiment.runner import select_folds
 from spcl_nnunet.data.splits import make_fold_table
 
@@ -124,6 +124,39 @@ def test_dice_from_summary_reads_nnunet_keys() -> None:
     assert mean == 0.4
     with pytest.raises(KeyError):
         dice_from_summary(summary, {4: "AA"})
+
+
+def test_paired_difference_on_hand_computed_values() -> None:
+    # d = +2, -1, +5 points: mean 2, sd = sqrt((0 + 9 + 9) / 2) = 3, se = 3 / sqrt(3) = sqrt(3);
+    # t_{0.975, 2} = 4.302652729911275 (the t table), half width 4.302652729911275 * sqrt(3) = 7.452413
+    base = {s: {"mean_dice": v} for s, v in ((0, 0.50), (1, 0.60), (2, 0.40), (7, 0.9))}
+    method = {s: {"mean_dice": v} for s, v in ((0, 0.52), (1, 0.59), (2, 0.45), (5, 0.1))}
+    paired = paired_difference(method, base)
+    assert paired["splits"] == [0, 1, 2] and paired["n"] == 3          # splits 5 and 7 are not shared
+    assert paired["mean_difference"] == pytest.approx(0.02)
+    assert paired["ci95"] == pytest.approx([0.02 - 0.07452413, 0.02 + 0.07452413], abs=1e-7)
+    assert (paired["above"], paired["below"], paired["level"]) == (2, 1, 0)
+    one = paired_difference({0: {"mean_dice": 0.5}}, {0: {"mean_dice": 0.5}})
+    assert one["ci95"] is None and one["level"] == 1 and one["mean_difference"] == 0
+    assert paired_difference({1: {"mean_dice": 0.5}}, {0: {"mean_dice": 0.5}}) is None
+
+
+def test_paired_comparisons_in_results(records: list[dict], tmp_path: Path) -> None:
+    comparisons = paired_comparisons(records)
+    assert [(c["method"], c["num_labeled"], c["splits"]) for c in comparisons] == [("spcon", 1, [0, 1, 2]),
+                                                                                   ("spcon", 4, [0, 2])]
+    dice = {(r["method"], r["num_labeled"], r["split"]): r["mean_dice"] for r in records}
+    d = [dice["spcon", 4, s] - dice["baseline", 4, s] for s in (0, 2)]
+    half = 12.706204736174698 * abs(d[0] - d[1]) / math.sqrt(2) / math.sqrt(2)   # t_{0.975, 1}; sd = |d0 - d1| / sqrt 2
+    assert comparisons[1]["ci95"] == pytest.approx([np.mean(d) - half, np.mean(d) + half])
+    md = results_markdown(records, "t")
+    section = md.split("## Paired comparison with the baseline")[1]
+    row = cells(section, "label of spcon")
+    assert row[:3] == ["1", "3", f"{100 * comparisons[0]['mean_difference']:+.2f}"]
+    import json
+
+    write_results(tmp_path, records, {"dataset": "D"}, "title")
+    assert json.loads((tmp_path / "results.json").read_text())["paired_comparison"] == comparisons
 
 
 def test_write_results(records: list[dict], tmp_path: Path) -> None:

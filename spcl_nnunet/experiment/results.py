@@ -87,6 +87,59 @@ def baseline_difference_cell(runs: Mapping[int, Mapping[str, Any]], baseline: Ma
     return f"{100 * difference:+.2f} ({len(shared)} split{'s' if len(shared) != 1 else ''})"
 
 
+def paired_difference(runs: Mapping[int, Mapping[str, Any]], baseline: Mapping[int, Mapping[str, Any]]
+                      ) -> dict[str, Any] | None:
+    """Paired comparison of a method with the baseline over the splits both have (None: none shared).
+
+    d_s = mean Dice of the method - mean Dice of the baseline on split s (fractions). Returns the
+    splits, n, the mean difference, the 95 % t-interval over splits, mean +- t_{0.975, n-1} * sd / sqrt(n)
+    with the sample sd (ddof = 1; None for one split), and how many splits lie above, below and
+    level with the baseline."""
+    shared = sorted(set(runs) & set(baseline))
+    if not shared:
+        return None
+    differences = [runs[s]["mean_dice"] - baseline[s]["mean_dice"] for s in shared]
+    mean, sd = mean_std(differences)
+    interval = None
+    if sd is not None:
+        from scipy.stats import t
+
+        half = float(t.ppf(0.975, len(shared) - 1)) * sd / math.sqrt(len(shared))
+        interval = [mean - half, mean + half]
+    return {"splits": shared, "n": len(shared), "differences": differences, "mean_difference": mean,
+            "ci95": interval, "above": sum(d > 0 for d in differences), "below": sum(d < 0 for d in differences),
+            "level": sum(d == 0 for d in differences)}
+
+
+def paired_comparisons(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """``paired_difference`` of every method against the baseline at every labeled count that has
+    both (``results.json``'s ``paired_comparison``)."""
+    out = []
+    for count in sorted({r["num_labeled"] for r in records}):
+        at_count = [r for r in records if r["num_labeled"] == count]
+        baseline = {r["split"]: r for r in at_count if r["method"] == BASELINE_METHOD}
+        for method, label in _methods(at_count):
+            if method == BASELINE_METHOD or not baseline:
+                continue
+            paired = paired_difference({r["split"]: r for r in at_count if r["method"] == method}, baseline)
+            if paired is not None:
+                out.append({"method": method, "label": label, "num_labeled": count, **paired})
+    return out
+
+
+def paired_markdown(comparisons: Sequence[Mapping[str, Any]]) -> str:
+    """The paired comparisons as a table (Dice points)."""
+    if not comparisons:
+        return "No method shares a split with the baseline."
+    rows = []
+    for c in comparisons:
+        interval = "n/a" if c["ci95"] is None else f"[{100 * c['ci95'][0]:+.2f}, {100 * c['ci95'][1]:+.2f}]"
+        rows.append([c["label"], str(c["num_labeled"]), str(c["n"]), f"{100 * c['mean_difference']:+.2f}", interval,
+                     f"{c['above']} / {c['below']}" + (f" ({c['level']} level)" if c["level"] else "")])
+    return _table(["method", "labeled", "splits", "mean − baseline", "95 % CI (t over splits)",
+                   "splits above / below"], rows)
+
+
 def table3_markdown(records: Sequence[Mapping[str, Any]]) -> str:
     """Table 3 form: per labeled count, one row per method with each split's mean Dice, then
     mean (std) over splits per class and overall (3D Dice, %); with a baseline at that count, the
@@ -131,7 +184,11 @@ def results_markdown(records: Sequence[Mapping[str, Any]], title: str) -> str:
     return (f"# {title}\n\n3D Dice (%) on the test scans, from nnU-Net's evaluation (`summary.json` of each run); "
             f"{STD_NOTE}.\n\n## Per labeled count (Table 3 form)\n\nSplit columns: the mean Dice over the classes of "
             f"that split's run.\n\n{table3_markdown(records)}\n\n## Learning curve (Table 2 form)\n\n"
-            f"Mean (std) over splits of the mean Dice over the classes.\n\n{table2_markdown(records)}\n")
+            f"Mean (std) over splits of the mean Dice over the classes.\n\n{table2_markdown(records)}\n\n"
+            f"## Paired comparison with the baseline\n\nPer labeled count, over the splits both have: the mean "
+            f"of (method − baseline) mean Dice in points, its 95 % confidence interval (t-interval over "
+            f"splits, n/a with one split) and the number of splits above / below the baseline.\n\n"
+            f"{paired_markdown(paired_comparisons(records))}\n")
 
 
 def results_csv(records: Sequence[Mapping[str, Any]]) -> str:
@@ -203,7 +260,7 @@ def write_results(workdir: Path, records: Sequence[Mapping[str, Any]], header: M
                   title: str) -> list[Path]:
     """results.json, results.csv, results.md and learning_curve.png in ``workdir``."""
     paths = [workdir / "results.json", workdir / "results.csv", workdir / "results.md", workdir / "learning_curve.png"]
-    write_json(paths[0], {**header, "runs": list(records)})
+    write_json(paths[0], {**header, "runs": list(records), "paired_comparison": paired_comparisons(records)})
     write_text(paths[1], results_csv(records))
     write_text(paths[2], results_markdown(records, title))
     plot_learning_curve(records, paths[3])
