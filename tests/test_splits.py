@@ -52,6 +52,23 @@ def test_all_labeled_gets_one_fold() -> None:
     assert table.folds[-1].labeled == sorted(POOL)
 
 
+def test_splits_per_count_add_folds_and_keep_the_first_draws(tmp_path: Path) -> None:
+    table = make_fold_table(POOL, VAL, (1, 2, 4), 3, 0, test=TEST, splits_per_count={1: 8, 2: 4})
+    assert [(f.fold, f.num_labeled, f.split) for f in table.folds] == \
+        [(i, 1, i) for i in range(8)] + [(8 + i, 2, i) for i in range(4)] + [(12 + i, 4, i) for i in range(3)]
+    plain = {(f.num_labeled, f.split): f.labeled for f in _table().folds}
+    assert all(f.labeled == plain[f.num_labeled, f.split] for f in table.folds if f.split < 3)
+    assert table.splits_final()[8]["train"] == table.folds[8].labeled        # nnU-Net's fold 8 = 2 labeled, split 0
+    write_fold_files(tmp_path, table)
+    again = load_fold_table(tmp_path)
+    assert again == table and json.loads((tmp_path / FOLDS_FILE).read_text())["splits_per_count"] == {"1": 8, "2": 4}
+    assert "splits_per_count" not in _table().to_json()                     # files without it read as before
+    with pytest.raises(ValueError, match=r"splits_per_count.*labeled count\(s\) \[3\]"):
+        make_fold_table(POOL, VAL, (1, 2), 3, 0, splits_per_count={3: 2})
+    with pytest.raises(ValueError, match=r"splits_per_count\[1\].*>= 1"):
+        make_fold_table(POOL, VAL, (1, 2), 3, 0, splits_per_count={1: 0})
+
+
 def test_counts_are_sorted() -> None:
     assert _table(counts=(4, 1)).labeled_counts == [1, 4]
 
@@ -124,6 +141,8 @@ def test_mismatch_between_files_detected(tmp_path: Path) -> None:
     (lambda d: d["folds"][0].update(num_labeled=2), "expected folds"),
     (lambda d: d.update(val=d["val"] + [d["train_pool"][0]]), "overlap"),
     (lambda d: d.update(labeled_counts=[2, 1, 4]), "increasing"),
+    (lambda d: d.update(splits_per_count={"1": 4}), "expected folds"),          # folds do not match the counts
+    (lambda d: d.update(splits_per_count=[8]), "splits_per_count"),
 ])
 def test_folds_file_validation(tmp_path: Path, mutate, expected: str) -> None:
     write_fold_files(tmp_path, _table())

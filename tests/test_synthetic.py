@@ -207,7 +207,12 @@ def test_acdc_profile_dataset(tmp_path: Path) -> None:
     assert folder.name == "Dataset077_SyntheticACDC"
     table = load_fold_table(folder)
     assert (len(table.train_pool), len(table.val), len(table.test)) == (174, 8, 18)   # ACDC's protocol
-    assert table.labeled_counts == [1, 2, 4, 8] and len(table.folds) == 12
+    assert table.labeled_counts == [1, 2, 4, 8] and len(table.folds) == 8 + 4 + 3 + 3   # splits per count
+    assert [(f.num_labeled, f.split) for f in table.folds[:9]] == [(1, s) for s in range(8)] + [(2, 0)]
+    # the first three splits of each count are those of a table with 3 splits everywhere
+    plain = generate_synthetic_dataset(tmp_path / "plain", 77, profile="acdc", splits_per_count={})
+    first = {(f.num_labeled, f.split): f.labeled for f in load_fold_table(plain).folds}
+    assert len(first) == 12 and all(f.labeled == first[f.num_labeled, f.split] for f in table.folds if f.split < 3)
     image = _read(next((folder / "imagesTr").glob("*_0000.nii.gz")))
     assert image.GetSize()[:2] == (64, 64) and 7 <= image.GetSize()[2] <= 11
     assert "profile acdc" in json.loads((folder / "dataset.json").read_text())["reference"]

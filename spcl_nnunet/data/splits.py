@@ -2,8 +2,10 @@
 
 A fold of this plugin is one labeled configuration: ``num_labeled`` scans drawn from the
 training pool (draw number ``split``), with a validation set that is the same for every fold.
-``fold = count_index * repeats + split``; a count equal to the size of the training pool
-("all labeled") gets a single fold. nnU-Net's ``splits_final.json`` holds, for fold f,
+Each count has ``repeats`` splits (``splits_per_count`` can give a count more or fewer); a count
+equal to the size of the training pool ("all labeled") gets a single fold. Folds are numbered in
+order, counts ascending and splits ascending within a count (with ``repeats`` splits everywhere:
+``fold = count_index * repeats + split``). nnU-Net's ``splits_final.json`` holds, for fold f,
 ``{"train": <labeled cases of f>, "val": <the fixed validation cases>}``.
 """
 
@@ -48,6 +50,7 @@ class FoldTable:
     labeled_counts: list[int]
     repeats: int
     folds: list[FoldSpec] = field(default_factory=list)
+    splits_per_count: dict[int, int] = field(default_factory=dict)   # count -> its number of splits
 
     def splits_final(self) -> list[dict[str, list[str]]]:
         """nnU-Net's ``splits_final.json`` content: element f is fold f."""
@@ -77,6 +80,8 @@ class FoldTable:
             "train_pool": list(self.train_pool),
             "labeled_counts": list(self.labeled_counts),
             "repeats": self.repeats,
+            **({"splits_per_count": {str(c): n for c, n in sorted(self.splits_per_count.items())}}
+               if self.splits_per_count else {}),
             "folds": [spec.to_json() for spec in self.folds],
         }
 
@@ -92,6 +97,11 @@ class FoldTable:
             raise ValueError(f"{source}: missing key(s) {sorted(missing)}")
         seed = _int(data["seed"], "seed", source, minimum=0)
         repeats = _int(data["repeats"], "repeats", source, minimum=1)
+        per_count = data.get("splits_per_count", {})
+        if not isinstance(per_count, Mapping) or not all(isinstance(k, str) and k.isdigit() for k in per_count):
+            raise ValueError(f"{source}: expected \"splits_per_count\" to be an object "
+                             f"{{\"<labeled count>\": <splits>}}, got {per_count!r}")
+        per_count = {int(k): _int(v, f"splits_per_count[{k}]", source, minimum=1) for k, v in per_count.items()}
         val = _case_list(data["val"], "val", source)
         test = _case_list(data["test"], "test", source)
         pool = _case_list(data["train_pool"], "train_pool", source)
@@ -114,7 +124,7 @@ class FoldTable:
                 labeled=_case_list(item["labeled"], f"labeled of fold {item['fold']}", source),
             ))
         table = cls(seed=seed, val=val, test=test, train_pool=pool, labeled_counts=counts,
-                    repeats=repeats, folds=folds)
+                    repeats=repeats, folds=folds, splits_per_count=per_count)
         validate_fold_table(table, source)
         return table
 
@@ -134,13 +144,13 @@ def _case_list(value: Any, name: str, source: str) -> list[str]:
     return list(value)
 
 
-def _expected_layout(pool_size: int, counts: Sequence[int], repeats: int) -> list[tuple[int, int, int]]:
+def _expected_layout(pool_size: int, counts: Sequence[int], repeats: int,
+                     splits_per_count: Mapping[int, int] | None = None) -> list[tuple[int, int, int]]:
     """(fold, num_labeled, split) of every fold, in fold order."""
-    layout = []
-    for index, count in enumerate(counts):
-        n_splits = 1 if count == pool_size else repeats
-        layout.extend((index * repeats + split, count, split) for split in range(n_splits))
-    return layout
+    per_count = splits_per_count or {}
+    pairs = [(count, split) for count in counts
+             for split in range(1 if count == pool_size else per_count.get(count, repeats))]
+    return [(fold, count, split) for fold, (count, split) in enumerate(pairs)]
 
 
 def validate_fold_table(table: FoldTable, source: str = "fold table") -> None:
@@ -162,7 +172,11 @@ def validate_fold_table(table: FoldTable, source: str = "fold table") -> None:
         raise ValueError(f"{source}: expected \"labeled_counts\" strictly increasing, got {counts}")
     if counts[-1] > len(pool):
         raise ValueError(f"{source}: labeled count {counts[-1]} exceeds the training pool size {len(pool)}")
-    expected = _expected_layout(len(pool), counts, table.repeats)
+    stray_counts = sorted(set(table.splits_per_count) - set(counts))
+    if stray_counts:
+        raise ValueError(f"{source}: \"splits_per_count\" names labeled count(s) {stray_counts} that are not in "
+                         f"labeled_counts {counts}")
+    expected = _expected_layout(len(pool), counts, table.repeats, table.splits_per_count)
     got = [(spec.fold, spec.num_labeled, spec.split) for spec in table.folds]
     if got != expected:
         raise ValueError(f"{source}: expected folds (fold, num_labeled, split) = {expected}, got {got}")
@@ -207,12 +221,15 @@ def split_groups(groups: Mapping[str, Sequence[str]], n_val_groups: int, n_test_
 
 
 def make_fold_table(train_pool: Sequence[str], val: Sequence[str], labeled_counts: Sequence[int],
-                    repeats: int, seed: int, test: Sequence[str] = ()) -> FoldTable:
+                    repeats: int, seed: int, test: Sequence[str] = (),
+                    splits_per_count: Mapping[int, int] | None = None) -> FoldTable:
     """Draw the labeled cases of every fold.
 
     For count c and split s, c cases are drawn without replacement from the sorted training pool
-    with ``np.random.default_rng([seed, c, s])``, so a fold does not depend on the other counts.
-    A count equal to the pool size ("all labeled") gets a single fold. Counts are sorted.
+    with ``np.random.default_rng([seed, c, s])``, so a fold does not depend on the other counts,
+    nor on how many splits there are (more splits add folds and keep the first ones' scans).
+    Count c has ``splits_per_count[c]`` splits if given, else ``repeats``; a count equal to the pool
+    size ("all labeled") gets a single fold. Counts are sorted.
     """
     source = "make_fold_table"
     pool = sorted(_case_list(list(train_pool), "train_pool", source))
@@ -227,13 +244,15 @@ def make_fold_table(train_pool: Sequence[str], val: Sequence[str], labeled_count
         if count > len(pool):
             raise ValueError(f"{source}: labeled count {count} exceeds the training pool size {len(pool)}")
     folds = []
-    for fold, count, split in _expected_layout(len(pool), counts, repeats):
+    per_count = {_int(c, "splits_per_count", source, minimum=1): _int(n, f"splits_per_count[{c}]", source, minimum=1)
+                 for c, n in (splits_per_count or {}).items()}
+    for fold, count, split in _expected_layout(len(pool), counts, repeats, per_count):
         rng = np.random.default_rng([seed, count, split])
         chosen = rng.choice(len(pool), size=count, replace=False)
         folds.append(FoldSpec(fold=fold, num_labeled=count, split=split,
                               labeled=sorted(pool[i] for i in chosen)))
     table = FoldTable(seed=seed, val=val_list, test=test_list, train_pool=pool, labeled_counts=counts,
-                      repeats=repeats, folds=folds)
+                      repeats=repeats, folds=folds, splits_per_count=per_count)
     validate_fold_table(table, source)
     return table
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import SimpleITK as sitk
@@ -66,7 +66,8 @@ def generate_synthetic_dataset(raw_root: str | os.PathLike[str], dataset_id: int
                                n_val_patients: int | None = None, n_test_patients: int | None = None,
                                image_size: tuple[int, int] | None = None, pixel_spacing: float = 1.5,
                                slices: tuple[int, int] | None = None, labeled_counts: Sequence[int] | None = None,
-                               repeats: int = 3, overwrite: bool = False) -> Path:
+                               repeats: int = 3, splits_per_count: Mapping[int, int] | None = None,
+                               overwrite: bool = False) -> Path:
     """Write ``raw_root/Dataset{ID:03d}_{profile.dataset_name}`` and return its path.
 
     Arguments left at None take the profile's defaults (``default``: 16 patients, 2 validation
@@ -75,6 +76,8 @@ def generate_synthetic_dataset(raw_root: str | os.PathLike[str], dataset_id: int
     :func:`spcl_nnunet.data.splits.split_groups`; train and val scans go to imagesTr/labelsTr, test
     scans to imagesTs/labelsTs. The folder is built in a temporary sibling and renamed into
     place; an existing target is refused unless ``overwrite``. Same arguments, same files.
+    Each labeled count gets ``repeats`` splits, except where ``splits_per_count`` (default: the
+    profile's, for the counts in use; ``acdc``: 8 at 1 labeled scan, 4 at 2) says otherwise.
     """
     profile = get_profile(profile) if isinstance(profile, str) else profile
     n_patients = profile.n_patients if n_patients is None else int(n_patients)
@@ -89,7 +92,9 @@ def generate_synthetic_dataset(raw_root: str | os.PathLike[str], dataset_id: int
     patients = [f"patient{i + 1:03d}" for i in range(n_patients)]
     groups = {patient: [f"{patient}_{phase}" for phase in PHASES] for patient in patients}
     train, val, test = split_groups(groups, n_val_patients, n_test_patients, seed)
-    table = make_fold_table(train, val, labeled_counts, repeats, seed, test=test)
+    if splits_per_count is None:
+        splits_per_count = {c: n for c, n in profile.splits_per_count if c in labeled_counts}
+    table = make_fold_table(train, val, labeled_counts, repeats, seed, test=test, splits_per_count=splits_per_count)
     test_set = set(test)
 
     name = profile.dataset_name

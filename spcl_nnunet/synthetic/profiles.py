@@ -33,6 +33,8 @@ class Profile:
     image_size: tuple[int, int]
     slices: tuple[int, int]
     labeled_counts: tuple[int, ...]
+    # (labeled count, splits) pairs where a count gets other than the generator's ``repeats`` splits
+    splits_per_count: tuple[tuple[int, int], ...] = ()
     # pose and size
     centre_shift: float = 0.1             # heart centre offset, fraction of the image (uniform +-)
     rv_angle_deg: float = 30.0            # heart rotation: RV direction within 180 deg +- this
@@ -72,6 +74,7 @@ ACDC = Profile(
                 "100 patients split 87/4/9 as ACDC (174/8/18 scans), 64x64 px, 7-11 slices",
     n_patients=100, n_val_patients=4, n_test_patients=9, image_size=(64, 64), slices=(7, 11),
     labeled_counts=(1, 2, 4, 8),
+    splits_per_count=((1, 8), (2, 4)),    # enough splits to tell a gain from chance where labels are fewest
     centre_shift=0.1, rv_angle_deg=35.0, scale=(0.8, 1.25), breath_jitter=0.8,
     pathologies=PATHOLOGIES, distractors=True, basal_outflow_gap=True,
     contrast_spread=0.0, gamma=(0.85, 1.2), bias_strength=0.3, noise=(0.015, 0.06), blur=(0.4, 0.6),
