@@ -23,6 +23,8 @@ class SPConFinetuneTrainer(SPConTrainerBase):
     lr_init: float = 1e-7            # ACDC, Hippocampus, Spleen (PROMISE12 5e-7, MMWHS 2e-6)
     lr_multiplier: float = 300.0
     warmup_epochs: int = 10
+    # the encoder's learning rate as a fraction of the rest's (1: one rate for all, the paper's recipe)
+    encoder_lr_factor: float = 1.0
     use_dice_ce: bool = False
     num_epochs_default = 80          # paper: 75 (ACDC) or 80, 200 iterations per epoch, RAdam, wd 1e-5
     iterations_per_epoch = 200
@@ -40,8 +42,26 @@ class SPConFinetuneTrainer(SPConTrainerBase):
     def trainable_parameters(self) -> list[torch.nn.Parameter]:
         return list(self.network.parameters())
 
+    def parameter_groups(self) -> list[dict]:
+        """The optimizer's parameter groups: one, or with ``encoder_lr_factor`` != 1 everything
+        trained but the network's encoder (``lr_factor`` 1, first: nnU-Net logs group 0's rate) and
+        the encoder (``lr_factor`` = the factor); the scheduler sets each group's rate to its
+        ``lr_factor`` times the schedule's."""
+        parameters = self.trainable_parameters()
+        if not self.encoder_lr_factor > 0:
+            raise ValueError(f"{type(self).__name__}: encoder_lr_factor must be > 0, got {self.encoder_lr_factor!r}")
+        if self.encoder_lr_factor == 1:
+            return [{"params": parameters, "lr_factor": 1.0}]
+        encoder = {id(p) for p in self.unwrapped_network().encoder.parameters()}
+        groups = [{"params": [p for p in parameters if id(p) not in encoder], "lr_factor": 1.0},
+                  {"params": [p for p in parameters if id(p) in encoder], "lr_factor": float(self.encoder_lr_factor)}]
+        self.print_to_log_file(f"encoder learning rate x {self.encoder_lr_factor:g} (encoder_lr_factor): "
+                               f"{len(groups[1]['params'])} encoder tensors, {len(groups[0]['params'])} others")
+        return groups
+
     def configure_optimizers(self):
-        optimizer = torch.optim.RAdam(self.trainable_parameters(), lr=self.lr_init, weight_decay=self.weight_decay)
+        groups = [{**g, "lr": self.lr_init * g["lr_factor"]} for g in self.parameter_groups()]
+        optimizer = torch.optim.RAdam(groups, lr=self.lr_init, weight_decay=self.weight_decay)
         scheduler = WarmupCosineLRScheduler(optimizer, self.lr_init, self.lr_multiplier, self.num_epochs,
                                             self.warmup_epochs)
         return optimizer, scheduler

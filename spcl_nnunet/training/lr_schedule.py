@@ -12,7 +12,8 @@ class WarmupCosineLRScheduler(_LRScheduler):
     """lr rises linearly from ``lr_init`` to ``multiplier * lr_init`` over ``warmup_epochs``,
     then follows a cosine decay to 0 at ``max_epochs`` (supplementary Fig. 5).
 
-    Stepped like nnU-Net's ``PolyLRScheduler``: ``step(current_epoch)`` once per epoch."""
+    Stepped like nnU-Net's ``PolyLRScheduler``: ``step(current_epoch)`` once per epoch. A group
+    with ``lr_factor`` gets that multiple of the schedule's rate."""
 
     def __init__(self, optimizer: Optimizer, lr_init: float, multiplier: float, max_epochs: int,
                  warmup_epochs: int = 10):
@@ -30,7 +31,7 @@ class WarmupCosineLRScheduler(_LRScheduler):
             self.ctr += 1
         lr = self.lr_at(current_step)
         for group in self.optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group.get("lr_factor", 1.0)
         self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
 
     def get_last_lr(self) -> list[float]:
