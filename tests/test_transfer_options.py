@@ -1,5 +1,7 @@
 """Options of the transfer arms (issue #19) change what trains, checked on nnU-Net-built trainers:
-``encoder_lr_factor`` gives the encoder its own learning rate, every epoch of the schedule."""
+``encoder_lr_factor`` gives the encoder its own learning rate, every epoch of the schedule;
+``random_encoder_stages`` draws the shallow encoder stages again after nnU-Net's
+``load_pretrained_weights`` and leaves every other loaded tensor bit-equal."""
 
 from __future__ import annotations
 
@@ -60,3 +62,32 @@ def test_heads_train_at_the_decoders_rate(schedule_with) -> None:
     heads = {id(p) for p in trainer.heads_parameters()}
     assert heads and heads <= {id(p) for p in others["params"]}
     assert not heads & {id(p) for p in encoder["params"]}
+
+
+def test_random_shallow_encoder_stages_after_pretrained_weights(schedule_with, tmp_path: Path) -> None:
+    import torch
+    from nnunetv2.run.load_pretrained_weights import load_pretrained_weights
+
+    schedule_with(random_encoder_stages=2)
+    source = in_process_trainer("SPConFinetuneTrainer")
+    source.initialize()
+    weights = tmp_path / "pretrained.pth"
+    torch.save({"network_weights": source.unwrapped_network().state_dict()}, weights)
+    trainer = in_process_trainer("SPConFinetuneTrainer")
+    assert trainer.encoder_stages_to_reinitialise() == 0            # not built yet: nnU-Net's init comes anyway
+    trainer.initialize()
+    load_pretrained_weights(trainer.network, str(weights), verbose=False)
+    loaded = {k: v.clone() for k, v in trainer.unwrapped_network().state_dict().items()}
+    assert trainer.encoder_stages_to_reinitialise() == 2
+    trainer.reinitialise_encoder_stages(trainer.encoder_stages_to_reinitialise())
+    now = trainer.unwrapped_network().state_dict()
+    changed = {k for k in now if not torch.equal(now[k], loaded[k])}
+    stages = ("encoder.stages.0.", "encoder.stages.1.")
+    in_stages = [k for k in now if k.startswith(stages) or k.startswith(tuple(f"decoder.{p}" for p in stages))]
+    shallow = [k for k in in_stages if k.endswith("conv.weight")]     # (the decoder holds the encoder too)
+    assert shallow and set(shallow) <= changed                       # stages 0 and 1 drawn again
+    assert changed <= set(in_stages), sorted(changed - set(in_stages))[:5]   # the rest as loaded
+    trainer.current_epoch = 3                                        # a resumed run keeps its weights
+    assert trainer.encoder_stages_to_reinitialise() == 0
+    with pytest.raises(ValueError, match=rf"random_encoder_stages must lie in 0..{len(trainer.unwrapped_network().encoder.stages)} "):
+        trainer.reinitialise_encoder_stages(9)

@@ -25,6 +25,9 @@ class SPConFinetuneTrainer(SPConTrainerBase):
     warmup_epochs: int = 10
     # the encoder's learning rate as a fraction of the rest's (1: one rate for all, the paper's recipe)
     encoder_lr_factor: float = 1.0
+    # encoder stages below this index restart from nnU-Net's random initialisation at the start of a
+    # training, after -pretrained_weights loaded them (0: every loaded stage kept; issue #19's arm (d))
+    random_encoder_stages: int = 0
     use_dice_ce: bool = False
     num_epochs_default = 80          # paper: 75 (ACDC) or 80, 200 iterations per epoch, RAdam, wd 1e-5
     iterations_per_epoch = 200
@@ -41,6 +44,35 @@ class SPConFinetuneTrainer(SPConTrainerBase):
 
     def trainable_parameters(self) -> list[torch.nn.Parameter]:
         return list(self.network.parameters())
+
+    def reinitialise_encoder_stages(self, count: int) -> None:
+        """Encoder stages 0 .. count-1 (and a stem) get nnU-Net's He initialisation again, identical
+        on every rank."""
+        from dynamic_network_architectures.initialization.weight_init import InitWeights_He
+
+        from spcl_nnunet.contrastive.distributed import broadcast_module
+
+        encoder = self.unwrapped_network().encoder
+        if not 0 <= count <= len(encoder.stages):
+            raise ValueError(f"{type(self).__name__}: random_encoder_stages must lie in 0..{len(encoder.stages)} "
+                             f"(the encoder's stages), got {count}")
+        modules = ([encoder.stem] if getattr(encoder, "stem", None) is not None else []) + list(encoder.stages[:count])
+        for module in modules:
+            module.apply(InitWeights_He(1e-2))
+            broadcast_module(module)
+        self.print_to_log_file(f"encoder stages 0-{count - 1} re-initialised at random (random_encoder_stages = "
+                               f"{count}); stages {count}-{len(encoder.stages) - 1} kept as loaded")
+
+    def encoder_stages_to_reinitialise(self) -> int:
+        """``random_encoder_stages`` on a fresh run whose network was already built and loaded
+        (``-pretrained_weights``); 0 on a resumed run (``--c``) and on one from scratch."""
+        return self.random_encoder_stages if self.was_initialized and self.current_epoch == 0 else 0
+
+    def on_train_start(self):
+        # before nnU-Net's start (and before a Mean Teacher copies the student)
+        if count := self.encoder_stages_to_reinitialise():
+            self.reinitialise_encoder_stages(count)
+        super().on_train_start()
 
     def parameter_groups(self) -> list[dict]:
         """The optimizer's parameter groups: one, or with ``encoder_lr_factor`` != 1 everything
