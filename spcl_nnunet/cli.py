@@ -136,7 +136,9 @@ def cmd_experiment(args: argparse.Namespace) -> int:
 
     config = ExperimentConfig(dataset_id=args.d, methods=get_methods(args.methods),
                               schedule=load_schedule(args.schedule), workdir=Path(args.workdir), labeled=args.labeled,
-                              splits=args.splits, device=args.device, jobs=args.jobs)
+                              splits=args.splits, device=args.device, jobs=args.jobs, evaluate=args.evaluate,
+                              pretraining_from=Path(args.pretraining_from) if args.pretraining_from else None,
+                              pretrain_only=args.pretrain_only)
     return run_experiment(config)
 
 
@@ -251,7 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--splits", type=int, nargs="+", default=None, metavar="S",
                    help="random labeled splits to run (default: every split of each count)")
     p.add_argument("--schedule", default="quality",
-                   help="training schedule: smoke, demo, quality, gpu, paper (listed above), or a JSON schedule file "
+                   help="training schedule: smoke, demo, quality, diagnosis, gpu, paper (listed above), or a JSON schedule file "
                         "(default: quality)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
                    help="auto: CUDA when available, else CPU")
@@ -260,6 +262,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workdir", default="spcl_experiment",
                    help="working folder: one dataset and one schedule; nnU-Net's raw/preprocessed folders default "
                         "under it when nnUNet_raw/nnUNet_preprocessed are unset")
+    p.add_argument("--evaluate", default="test", choices=["test", "validation"],
+                   help="test: predict and score the fold table's test scans (results.*); validation: score nnU-Net's "
+                        "final validation of each run on the fold table's validation scans, no test scan predicted "
+                        "(validation_results.*), for choosing between configurations")
+    p.add_argument("--pretraining-from", default=None, metavar="DIR",
+                   help="take the pre-trainings from DIR (the pretraining/ folder of another experiment, finished "
+                        "there) instead of training them in this working folder")
+    p.add_argument("--pretrain-only", action="store_true",
+                   help="train the pre-trainings the methods need (in this working folder's pretraining/) and stop: "
+                        "recipes can then share them through --pretraining-from")
     p.set_defaults(func=cmd_experiment)
 
     p = sub.add_parser("export-teacher", help="copy a Mean Teacher checkpoint with the teacher as the network "

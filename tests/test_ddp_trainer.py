@@ -31,6 +31,7 @@ from nnunet_helpers import TINY_ID
 pytestmark = pytest.mark.e2e
 WORLD = 2
 STEPS = 3
+RELEASE_ENV = "SPCL_TEST_RELEASE_ENCODER"
 
 
 def _worker(rank: int, store: str, env: dict, out: str, average: bool, trainer_name: str) -> None:
@@ -60,6 +61,15 @@ def _worker(rank: int, store: str, env: dict, out: str, average: bool, trainer_n
         start = {k: v.clone() for k, v in trainer.unwrapped_network().state_dict().items()}
         batches = [next(trainer.dataloader_train) for _ in range(STEPS)]
         losses = [float(trainer.train_step(batch)["loss"]) for batch in batches]
+        frozen_moved = None
+        if env.get(RELEASE_ENV):         # frozen_encoder_epochs = 1: epoch 1 releases the encoder
+            encoder = [k for k in start if k.startswith("encoder.")]
+            frozen_moved = [k for k in encoder if not torch.equal(trainer.unwrapped_network().state_dict()[k],
+                                                                  start[k])]
+            trainer.current_epoch = 1
+            trainer.on_train_epoch_start()
+            batches += [next(trainer.dataloader_train) for _ in range(STEPS)]
+            losses += [float(trainer.train_step(batch)["loss"]) for batch in batches[STEPS:]]
         state = {f"network.{k}": v for k, v in trainer.unwrapped_network().state_dict().items()}
         outside = {"projector": getattr(trainer, "projector", None), "discriminator": getattr(trainer, "discriminator", None),
                    "cluster_heads": getattr(trainer, "cluster_heads", None),
@@ -70,7 +80,7 @@ def _worker(rank: int, store: str, env: dict, out: str, average: bool, trainer_n
                 state.update({f"{name}.{k}": v for k, v in module.state_dict().items()})
         moved = [k for k, v in trainer.unwrapped_network().state_dict().items() if not torch.equal(v, start[k])]
         scans = trainer.scans_per_rank() if hasattr(trainer, "scans_per_rank") else None
-        torch.save({"losses": losses, "state": state, "moved": moved, "scans": scans,
+        torch.save({"losses": losses, "state": state, "moved": moved, "scans": scans, "frozen_moved": frozen_moved,
                     "keys": [b["keys"] for b in batches]}, f"{out}.{rank}")
     finally:
         dist.destroy_process_group()
@@ -133,3 +143,22 @@ def test_projectors_outside_ddp_diverge_without_averaging(tiny_dataset, tmp_path
     differing = [k for k, v in ranks[0]["state"].items() if k.startswith(f"{head}.")
                  and not torch.equal(v, ranks[1]["state"][k])]
     assert differing, f"the {head}s stayed equal without averaging their gradients"
+
+
+def test_encoder_released_after_frozen_epochs_keeps_the_ranks_equal(tiny_dataset, tmp_path: Path) -> None:
+    """frozen_encoder_epochs (issue #19's arm b): DDP is built while the encoder needs no gradient;
+    releasing it wraps the network again, so that the encoder's gradients are all-reduced too."""
+    import json
+
+    from spcl_nnunet.training.schedules import SCHEDULES
+
+    smoke = SCHEDULES["smoke"].to_json()
+    schedule = tmp_path / "frozen_one_epoch.json"
+    schedule.write_text(json.dumps({**smoke, "name": "frozen", "finetune": {**smoke["finetune"],
+                                                                             "frozen_encoder_epochs": 1}}))
+    env = {**_env(tiny_dataset, tmp_path), "SPCL_SCHEDULE": str(schedule), RELEASE_ENV: "1"}
+    ranks = _run(tmp_path, env, average=True, trainer="SPConFinetuneTrainer")
+    assert ranks[0]["frozen_moved"] == [] == ranks[1]["frozen_moved"]      # epoch 0: the encoder as it started
+    assert any(k.startswith("encoder.") for k in ranks[0]["moved"])        # epoch 1: it trains
+    for key, value in ranks[0]["state"].items():
+        assert torch.equal(value, ranks[1]["state"][key]), f"{key} differs between the ranks"

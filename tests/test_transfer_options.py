@@ -1,7 +1,10 @@
-"""Options of the transfer arms (issue #19) change what trains, checked on nnU-Net-built trainers:
+"""Options of the transfer arms (issue #19) change what trains, checked on nnU-Net-built trainers
+(frozen encoders through nnU-Net's own run_training):
 ``encoder_lr_factor`` gives the encoder its own learning rate, every epoch of the schedule;
 ``random_encoder_stages`` draws the shallow encoder stages again after nnU-Net's
-``load_pretrained_weights`` and leaves every other loaded tensor bit-equal."""
+``load_pretrained_weights`` and leaves every other loaded tensor bit-equal; ``frozen_encoder_epochs``
+keeps the encoder bit-equal while frozen and restarts the warm-up; ``optimizer_name = "sgd"`` is
+nnU-Net's SGD with nnU-Net 2.8's warm-up and poly decay."""
 
 from __future__ import annotations
 
@@ -91,3 +94,83 @@ def test_random_shallow_encoder_stages_after_pretrained_weights(schedule_with, t
     assert trainer.encoder_stages_to_reinitialise() == 0
     with pytest.raises(ValueError, match=rf"random_encoder_stages must lie in 0..{len(trainer.unwrapped_network().encoder.stages)} "):
         trainer.reinitialise_encoder_stages(9)
+
+
+def _encoder_state(trainer) -> dict:
+    return {k: v.detach().clone() for k, v in trainer.unwrapped_network().encoder.state_dict().items()}
+
+
+def _train_and_record(trainer) -> list[dict]:
+    """nnU-Net's own ``run_training``, with the encoder's and the decoder's weights, the encoder's
+    frozen state and group 0's learning rate recorded at the end of every epoch."""
+    states = []
+    train_epoch_end = trainer.on_train_epoch_end
+
+    def record(outputs):
+        train_epoch_end(outputs)
+        network = trainer.unwrapped_network()
+        states.append({"encoder": _encoder_state(trainer), "frozen": trainer.encoder_is_frozen(),
+                       "seg": network.decoder.seg_layers[-1].weight.detach().clone(),
+                       "lr": trainer.optimizer.param_groups[0]["lr"]})
+    trainer.on_train_epoch_end = record
+    trainer.run_training()
+    return states
+
+
+@pytest.mark.parametrize("frozen_epochs", [2, -1])
+def test_frozen_encoder_stays_bit_equal(schedule_with, frozen_epochs: int) -> None:
+    import torch
+
+    schedule_with(frozen_encoder_epochs=frozen_epochs)
+    trainer = in_process_trainer("SPConFinetuneTrainer")
+    trainer.initialize()
+    start = _encoder_state(trainer)
+    assert trainer.encoder_is_frozen()
+    states = _train_and_record(trainer)
+    assert len(states) == trainer.num_epochs == 4
+    frozen = range(4) if frozen_epochs == -1 else range(frozen_epochs)
+    for epoch, state in enumerate(states):
+        same = all(torch.equal(state["encoder"][k], start[k]) for k in start)
+        assert same == (epoch in frozen) and state["frozen"] == (epoch in frozen), epoch
+    seg = [s["seg"] for s in states]
+    assert all(not torch.equal(a, b) for a, b in zip(seg, seg[1:]))      # the decoder trains every epoch
+    schedule = trainer.lr_scheduler
+    if frozen_epochs == 2:       # a fresh warm-up when the encoder is released: the sawtooth
+        assert schedule.restart_epoch == 2 and schedule.lr_at(2) == schedule.lr_at(0) == trainer.lr_init
+        assert schedule.lr_at(1.99) < schedule.lr_at(1) and schedule.lr_at(3) > schedule.lr_at(2)
+    else:
+        assert schedule.restart_epoch == 0
+    assert [s["lr"] for s in states] == pytest.approx([schedule.lr_at(e) for e in range(4)])
+    log = Path(trainer.log_file).read_text()
+    assert f"encoder frozen from epoch 0 (frozen_encoder_epochs = {frozen_epochs})" in log
+    assert ("encoder trained from epoch 2" in log) == (frozen_epochs == 2)
+
+
+def test_nnunet_sgd_with_its_warmup_and_poly_decay(schedule_with) -> None:
+    schedule_with(optimizer_name="sgd", encoder_lr_factor=0.5, warmup_epochs=1)
+    trainer = in_process_trainer("SPConFinetuneTrainer")
+    trainer.initialize()
+    optimizer = trainer.optimizer
+    assert isinstance(optimizer, __import__("torch").optim.SGD)
+    others, encoder = optimizer.param_groups
+    for group in (others, encoder):
+        assert group["momentum"] == 0.99 and group["nesterov"] and group["weight_decay"] == 3e-5
+    peak, epochs, warmup = 1e-2, trainer.num_epochs, 1
+    for epoch in range(epochs):
+        trainer.lr_scheduler.step(epoch)
+        # nnU-Net 2.8's Lin_incr_LRScheduler, then PolyLRScheduler_offset (nnUNetTrainer_warmup)
+        expected = peak / warmup * (1 + epoch) if epoch < warmup else \
+            peak * (1 - (epoch - warmup) / (epochs - warmup)) ** 0.9
+        assert others["lr"] == pytest.approx(expected) and encoder["lr"] == pytest.approx(0.5 * expected)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"optimizer_name": "adam"}, "optimizer_name must be 'radam' or 'sgd', got 'adam'"),
+    ({"frozen_encoder_epochs": -2}, "frozen_encoder_epochs must be a whole number of epochs >= 0, or -1"),
+    ({"frozen_encoder_epochs": 4}, "frozen_encoder_epochs = 4 leaves none of the 4 epochs"),
+    ({"frozen_encoder_epochs": 1, "optimizer_name": "sgd"}, "defined for the RAdam schedule only"),
+])
+def test_bad_transfer_options_refused(schedule_with, overrides: dict, message: str) -> None:
+    schedule_with(**overrides)
+    with pytest.raises(ValueError, match=message):
+        in_process_trainer("SPConFinetuneTrainer").initialize()

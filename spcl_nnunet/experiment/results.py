@@ -180,8 +180,10 @@ def table2_markdown(records: Sequence[Mapping[str, Any]]) -> str:
     return _table(header, rows)
 
 
-def results_markdown(records: Sequence[Mapping[str, Any]], title: str) -> str:
-    return (f"# {title}\n\n3D Dice (%) on the test scans, from nnU-Net's evaluation (`summary.json` of each run); "
+def results_markdown(records: Sequence[Mapping[str, Any]], title: str, scans: str = "test") -> str:
+    source = ("nnU-Net's final validation of each run (`validation/summary.json`: the fold table's validation "
+              "scans, final weights)" if scans == "validation" else "nnU-Net's evaluation (`summary.json` of each run)")
+    return (f"# {title}\n\n3D Dice (%) on the {scans} scans, from {source}; "
             f"{STD_NOTE}.\n\n## Per labeled count (Table 3 form)\n\nSplit columns: the mean Dice over the classes of "
             f"that split's run.\n\n{table3_markdown(records)}\n\n## Learning curve (Table 2 form)\n\n"
             f"Mean (std) over splits of the mean Dice over the classes.\n\n{table2_markdown(records)}\n\n"
@@ -206,7 +208,7 @@ def results_csv(records: Sequence[Mapping[str, Any]]) -> str:
     return out.getvalue()
 
 
-def plot_learning_curve(records: Sequence[Mapping[str, Any]], path: Path) -> None:
+def plot_learning_curve(records: Sequence[Mapping[str, Any]], path: Path, scans: str = "test") -> None:
     """Mean Dice (%) vs labeled scans, one line per method, error bars = std over splits."""
     import matplotlib
 
@@ -227,7 +229,7 @@ def plot_learning_curve(records: Sequence[Mapping[str, Any]], path: Path) -> Non
     ax.set_xticklabels([str(c) for c in counts])
     ax.set_xlabel("labeled scans")
     ax.set_ylabel("3D Dice (%), mean over classes")
-    ax.set_title("test Dice vs labeled scans (error bars: std over splits)")
+    ax.set_title(f"{scans} Dice vs labeled scans (error bars: std over splits)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -257,11 +259,15 @@ def write_json(path: Path, data: Any) -> None:
 
 
 def write_results(workdir: Path, records: Sequence[Mapping[str, Any]], header: Mapping[str, Any],
-                  title: str) -> list[Path]:
-    """results.json, results.csv, results.md and learning_curve.png in ``workdir``."""
-    paths = [workdir / "results.json", workdir / "results.csv", workdir / "results.md", workdir / "learning_curve.png"]
+                  title: str, scans: str = "test") -> list[Path]:
+    """results.json, results.csv, results.md and learning_curve.png in ``workdir`` (scores of the
+    test scans); ``validation_results.*`` and ``validation_learning_curve.png`` for the validation
+    scans' scores (``scans="validation"``)."""
+    prefix = "" if scans == "test" else f"{scans}_"
+    paths = [workdir / f"{prefix}{name}" for name in ("results.json", "results.csv", "results.md",
+                                                       "learning_curve.png")]
     write_json(paths[0], {**header, "runs": list(records), "paired_comparison": paired_comparisons(records)})
     write_text(paths[1], results_csv(records))
-    write_text(paths[2], results_markdown(records, title))
-    plot_learning_curve(records, paths[3])
+    write_text(paths[2], results_markdown(records, title, scans))
+    plot_learning_curve(records, paths[3], scans)
     return paths

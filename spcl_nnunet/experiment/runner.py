@@ -7,9 +7,14 @@ running at once never write the same ``plans.json``):
     pretraining/<PRETRAINER>/            nnUNet_results of a shared pre-training (fold 0), pretrain.log
     runs/<method>/fold_<F>/              nnUNet_results of one run, train.log, predict.log,
         test_predictions/                nnUNetv2_predict output, nnU-Net's summary.json, run.json
+        validation_scores/run.json       with --evaluate validation: the scores of nnU-Net's final
+                                         validation (the fold table's validation scans), no test prediction
     test_set/imagesTs, labelsTs          links to the fold table's test cases
     logs/plan_and_preprocess.log
-    results.json, results.csv, results.md, learning_curve.png
+    results.json, results.csv, results.md, learning_curve.png   (validation_results.* etc. for --evaluate validation)
+
+With ``--pretraining-from DIR`` the pre-trainings are taken, finished, from another experiment's
+``pretraining/`` folder: recipes compared on the same pre-training checkpoints.
 
 A training is finished when ``checkpoint_final.pth`` (and, for segmentation trainers, nnU-Net's
 ``validation/summary.json``) exists; with only ``checkpoint_latest.pth`` it is resumed with
@@ -46,6 +51,9 @@ from spcl_nnunet.training.schedules import SCHEDULES, Schedule
 EXPERIMENT_FILE = "experiment.json"
 RUN_FILE = "run.json"
 EXPERIMENT_VERSION = 1
+# where a run's record lives, per --evaluate: the test scans' predictions, or the scores of nnU-Net's
+# final validation on the fold table's validation scans
+EVALUATIONS = {"test": "test_predictions", "validation": "validation_scores"}
 PRETRAIN_FOLD = 0     # the pre-training pool (all training images but the fixed validation ones) is every fold's
 
 
@@ -59,6 +67,9 @@ class ExperimentConfig:
     splits: list[int] | None = None      # None: every split
     device: str = "auto"
     jobs: int = 1
+    evaluate: str = "test"               # "test": predict the test scans; "validation": nnU-Net's final validation
+    pretraining_from: Path | None = None  # the pretraining/ folder of another experiment to take checkpoints from
+    pretrain_only: bool = False          # train the methods' pre-trainings and stop (no runs)
 
 
 @dataclass
@@ -163,6 +174,36 @@ def check_workdir(plan: Plan) -> None:
                              f"another --workdir")
 
 
+def check_evaluation(config: ExperimentConfig) -> None:
+    """``--evaluate validation`` scores nnU-Net's final validation: every trainer must run it."""
+    if config.evaluate not in EVALUATIONS:
+        raise ValueError(f"--evaluate must be one of {', '.join(EVALUATIONS)}, got {config.evaluate!r}")
+    if config.evaluate == "validation":
+        skipping = [m.name for m in config.methods if not validates_after_training(m.trainer, config.schedule)]
+        if skipping:
+            raise ValueError(f"--evaluate validation scores nnU-Net's final validation, which schedule "
+                             f"{config.schedule.name!r} turns off (final_validation = False) for method(s) "
+                             f"{', '.join(skipping)}: use a schedule that validates")
+
+
+def pretraining_folder(root: Path, dataset: str, trainer: str) -> Path:
+    """nnU-Net's output folder of the shared pre-training ``trainer`` under a ``pretraining/`` root."""
+    return training_folder(root / trainer / dataset, trainer, PRETRAIN_FOLD)
+
+
+def check_pretraining_from(root: Path, dataset: str, pretrainers: list[str]) -> None:
+    """``--pretraining-from``: every pre-training the methods need is finished there (it is used,
+    never trained or resumed in another experiment's folder)."""
+    if not root.is_dir():
+        raise FileNotFoundError(f"--pretraining-from {root}: no such folder (expected the pretraining/ folder of "
+                                f"another experiment)")
+    missing = [str(pretraining_folder(root, dataset, t) / "checkpoint_final.pth") for t in pretrainers
+               if training_state(pretraining_folder(root, dataset, t), validated=False) != "finished"]
+    if missing:
+        raise FileNotFoundError(f"--pretraining-from {root} has no finished pre-training for {dataset}: missing "
+                                f"{', '.join(missing)} (finish it in its own experiment first)")
+
+
 def make_plan(config: ExperimentConfig) -> Plan:
     """Every check that can fail before anything runs: dataset, sidecars, folds, meta-labels,
     test cases, working folder, schedule against the trainers, device."""
@@ -197,9 +238,19 @@ def make_plan(config: ExperimentConfig) -> Plan:
     pretrainers = pretraining_order(config.methods)
     for trainer in pretrainers + list(dict.fromkeys(m.trainer for m in config.methods)):
         schedule_overrides(trainer_class(trainer), config.schedule)
+    check_evaluation(config)
+    if config.pretrain_only and not pretrainers:
+        raise ValueError(f"--pretrain-only: none of the methods {', '.join(m.name for m in config.methods)} "
+                         f"is pre-trained")
+    if config.pretrain_only and config.pretraining_from is not None:
+        raise ValueError("--pretrain-only trains the pre-trainings in this working folder; --pretraining-from "
+                         "takes them from another one: give one of the two")
+    if config.pretraining_from is not None:
+        config.pretraining_from = config.pretraining_from.resolve()
+        check_pretraining_from(config.pretraining_from, raw.name, pretrainers)
     plan = Plan(config=config, device=resolve_device(config.device), raw=raw, pre=pre_root / raw.name,
                 dataset_json=dataset_json, table=table, folds=folds, pretrainers=pretrainers,
-                runs=[(m, f) for f in folds for m in config.methods])
+                runs=[] if config.pretrain_only else [(m, f) for f in folds for m in config.methods])
     check_workdir(plan)
     return plan
 
@@ -364,10 +415,11 @@ class Runner:
         return final, done
 
     def pretrain(self, trainer: str, start_from: Future | None = None) -> Path:
-        results = self.workdir / "pretraining" / trainer
+        results = (self.config.pretraining_from or self.workdir / "pretraining") / trainer
         users = ", ".join(m.name for m in self.config.methods if trainer in (m.pretrainer, m.pretrainer_from))
         start = time.time()
-        self.progress.line(f"pre-training {trainer} (fold {PRETRAIN_FOLD}, shared by {users}) started")
+        where = f", from {self.config.pretraining_from}" if self.config.pretraining_from else ""
+        self.progress.line(f"pre-training {trainer} (fold {PRETRAIN_FOLD}, shared by {users}{where}) started")
         try:
             pretrained = start_from.result() if start_from is not None else None
             final, done = self.train(results, trainer, PRETRAIN_FOLD, results / "pretrain.log", pretrained,
@@ -387,7 +439,8 @@ class Runner:
             pretrained = pretraining.result() if pretraining is not None else None
             checkpoint, trained = self.train(folder, method.trainer, spec.fold, folder / "train.log", pretrained,
                                              name)
-            record, predicted = self.predict_and_evaluate(method, spec, folder, checkpoint, pretrained)
+            evaluate = self.validation_scores if self.config.evaluate == "validation" else self.predict_and_evaluate
+            record, predicted = evaluate(method, spec, folder, checkpoint, pretrained)
         except Exception as err:
             done, eta = self.progress.finished(time.time() - start, worked=False)
             status = "stopped " if self.stopping.is_set() else "FAILED  "
@@ -400,7 +453,8 @@ class Runner:
         seconds = time.time() - start
         worked = trained != "reused" or predicted != "reused"
         done, eta = self.progress.finished(seconds, worked)
-        self.progress.line(f"[{done}/{self.progress.total}] finished {name}: Dice {percent(record['mean_dice'])} % "
+        scored = "validation Dice" if self.config.evaluate == "validation" else "Dice"
+        self.progress.line(f"[{done}/{self.progress.total}] finished {name}: {scored} {percent(record['mean_dice'])} % "
                            f"(training {trained}, prediction {predicted}, {clock(seconds)}) | {eta}")
         return record
 
@@ -408,7 +462,7 @@ class Runner:
                              pretrained: Path | None) -> tuple[dict[str, Any], str]:
         """nnUNetv2_predict on the test set and nnU-Net's evaluation, reused while ``run.json``
         names the current checkpoint."""
-        target = folder / "test_predictions"
+        target = folder / EVALUATIONS["test"]
         stamp = checkpoint_stamp(checkpoint)
         run_file = target / RUN_FILE
         if run_file.is_file() and (target / "summary.json").is_file():
@@ -423,17 +477,46 @@ class Runner:
                          folder / "predict.log", images=self.workdir / "test_set" / "imagesTs", echo=False)
         evaluate_folder(self.plan.dataset_json, self.workdir / "test_set" / "labelsTs", tmp)
         summary = json.loads((tmp / "summary.json").read_text())
-        dice, mean = dice_from_summary(summary, foreground_labels(self.plan.dataset_json))
-        record = {"method": method.name, "label": method.label, "trainer": method.trainer,
-                  "pretrainer": method.pretrainer,
-                  "pretrainer_from": method.pretrainer_from, "fold": spec.fold, "num_labeled": spec.num_labeled,
-                  "split": spec.split, "labeled_cases": list(spec.labeled),
-                  "checkpoint": stamp, "pretrained_weights": str(pretrained) if pretrained else None,
-                  "prediction_folder": str(target), "summary": str(target / "summary.json"),
-                  "test_cases": sorted(self.plan.table.test), "dice": dice, "mean_dice": mean}
+        record = self.record(method, spec, stamp, pretrained, summary, target, target / "summary.json",
+                             sorted(self.plan.table.test))
         write_json(tmp / RUN_FILE, record)
         replace_folder(tmp, target)
         return record, "made"
+
+    def validation_scores(self, method: Method, spec: FoldSpec, folder: Path, checkpoint: Path,
+                          pretrained: Path | None) -> tuple[dict[str, Any], str]:
+        """The run's record from nnU-Net's final validation (``validation/summary.json``: the fold
+        table's validation scans predicted with the final weights and scored by nnU-Net's
+        evaluation); no test scan is predicted."""
+        target = folder / EVALUATIONS["validation"]
+        stamp = checkpoint_stamp(checkpoint)
+        run_file = target / RUN_FILE
+        if run_file.is_file() and json.loads(run_file.read_text()).get("checkpoint") == stamp:
+            return json.loads(run_file.read_text()), "reused"
+        summary_path = checkpoint.parent / "validation" / "summary.json"
+        summary = json.loads(summary_path.read_text())
+        cases = sorted(Path(c["reference_file"]).name[:-len(self.plan.dataset_json["file_ending"])]
+                       for c in summary["metric_per_case"])
+        if cases != sorted(self.plan.table.val):
+            raise RuntimeError(f"{summary_path} scores {len(cases)} case(s), not the fold table's {len(self.plan.table.val)} "
+                               f"validation cases (nnU-Net's splits_final.json does not match spcl_folds.json?)")
+        target.mkdir(parents=True, exist_ok=True)
+        record = self.record(method, spec, stamp, pretrained, summary, checkpoint.parent / "validation", summary_path,
+                             cases, evaluated_on="validation")
+        write_json(run_file, record)
+        return record, "scored (validation)"
+
+    def record(self, method: Method, spec: FoldSpec, stamp: dict, pretrained: Path | None, summary: dict,
+               prediction_folder: Path, summary_path: Path, cases: list[str], evaluated_on: str = "test"
+               ) -> dict[str, Any]:
+        dice, mean = dice_from_summary(summary, foreground_labels(self.plan.dataset_json))
+        return {"method": method.name, "label": method.label, "trainer": method.trainer,
+                "pretrainer": method.pretrainer,
+                "pretrainer_from": method.pretrainer_from, "fold": spec.fold, "num_labeled": spec.num_labeled,
+                "split": spec.split, "labeled_cases": list(spec.labeled),
+                "checkpoint": stamp, "pretrained_weights": str(pretrained) if pretrained else None,
+                "prediction_folder": str(prediction_folder), "summary": str(summary_path),
+                f"{evaluated_on}_cases": cases, "evaluated_on": evaluated_on, "dice": dice, "mean_dice": mean}
 
     # ------------------------------------------------------------------ all
     def execute(self) -> int:
@@ -494,16 +577,18 @@ class Runner:
         rewritten after every finished run, so a long experiment shows its results as they come."""
         from spcl_nnunet.experiment.methods import METHODS
 
+        evaluate = self.config.evaluate
         records = [json.loads(p.read_text())
-                   for p in sorted(self.workdir.glob(f"runs/*/fold_*/test_predictions/{RUN_FILE}"))]
+                   for p in sorted(self.workdir.glob(f"runs/*/fold_*/{EVALUATIONS[evaluate]}/{RUN_FILE}"))]
         if not records:
             return []
         records = sort_records(records, list(METHODS))
+        cases = self.plan.table.test if evaluate == "test" else self.plan.table.val
         header = {"dataset": self.plan.name, "dataset_id": self.config.dataset_id,
-                  "schedule": self.config.schedule.name, "test_cases": sorted(self.plan.table.test)}
+                  "schedule": self.config.schedule.name, "evaluated_on": evaluate, f"{evaluate}_cases": sorted(cases)}
         title = f"{self.plan.name}: schedule {self.config.schedule.name!r}, {len(records)} run(s)"
         with self.tables_lock:
-            paths = write_results(self.workdir, records, header, title)
+            paths = write_results(self.workdir, records, header, title, scans=evaluate)
         if echo:
             self.out.write("\n" + table3_markdown(records) + "\n\n")
         return paths

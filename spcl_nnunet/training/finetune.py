@@ -4,7 +4,9 @@ With ``-pretrained_weights`` (an ``SPConPretrainTrainer`` checkpoint) this is "S
 (pre-train)"; without, it is the few-label baseline. Loss: cross-entropy as in the paper
 (nnU-Net's deep supervision kept), or nnU-Net's Dice + CE in ``SPConFinetuneTrainer_DiceCE``.
 Learning rate: linear warm-up from ``lr_init`` to ``lr_multiplier * lr_init`` over 10 epochs,
-then cosine decay; RAdam with weight decay 1e-5 (the authors' code).
+then cosine decay; RAdam with weight decay 1e-5 (the authors' code). The transfer options of
+issue #19 (encoder learning-rate factor, random shallow stages, frozen encoder, nnU-Net's SGD) are
+class attributes, set by a schedule file.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
 from nnunetv2.training.loss.robust_ce_loss import RobustCrossEntropyLoss
 
 from spcl_nnunet.training.base import SPConTrainerBase
-from spcl_nnunet.training.lr_schedule import WarmupCosineLRScheduler
+from spcl_nnunet.training.lr_schedule import WarmupCosineLRScheduler, WarmupPolyLRScheduler
 
 
 class SPConFinetuneTrainer(SPConTrainerBase):
@@ -28,6 +30,15 @@ class SPConFinetuneTrainer(SPConTrainerBase):
     # encoder stages below this index restart from nnU-Net's random initialisation at the start of a
     # training, after -pretrained_weights loaded them (0: every loaded stage kept; issue #19's arm (d))
     random_encoder_stages: int = 0
+    # the encoder frozen (requires_grad off: no update, no weight decay, no optimizer state) for the
+    # first N epochs, then everything trained after a fresh warm-up (issue #19's arm (b), the decoder
+    # warm-up of nnU-Net's pre-training work); -1: frozen throughout (the representation probe)
+    frozen_encoder_epochs: int = 0
+    # "radam": the paper's RAdam with warm-up + cosine; "sgd": nnU-Net's SGD (momentum 0.99, nesterov)
+    # with nnU-Net 2.8's warm-up for pre-trained weights, then poly decay (issue #19's arm (e))
+    optimizer_name: str = "radam"
+    sgd_lr: float = 1e-2             # nnU-Net's initial_lr
+    sgd_weight_decay: float = 3e-5   # nnU-Net's weight_decay
     use_dice_ce: bool = False
     num_epochs_default = 80          # paper: 75 (ACDC) or 80, 200 iterations per epoch, RAdam, wd 1e-5
     iterations_per_epoch = 200
@@ -92,11 +103,54 @@ class SPConFinetuneTrainer(SPConTrainerBase):
         return groups
 
     def configure_optimizers(self):
-        groups = [{**g, "lr": self.lr_init * g["lr_factor"]} for g in self.parameter_groups()]
+        self.check_transfer_options()
+        if self.encoder_frozen_at(0):      # before nnU-Net wraps the network in DDP
+            self.set_encoder_frozen(True)
+        groups = self.parameter_groups()
+        if self.optimizer_name == "sgd":
+            groups = [{**g, "lr": self.sgd_lr * g["lr_factor"]} for g in groups]
+            optimizer = torch.optim.SGD(groups, self.sgd_lr, weight_decay=self.sgd_weight_decay, momentum=0.99,
+                                        nesterov=True)
+            return optimizer, WarmupPolyLRScheduler(optimizer, self.sgd_lr, self.num_epochs, self.warmup_epochs)
+        groups = [{**g, "lr": self.lr_init * g["lr_factor"]} for g in groups]
         optimizer = torch.optim.RAdam(groups, lr=self.lr_init, weight_decay=self.weight_decay)
         scheduler = WarmupCosineLRScheduler(optimizer, self.lr_init, self.lr_multiplier, self.num_epochs,
-                                            self.warmup_epochs)
+                                            self.warmup_epochs, restart_epoch=max(self.frozen_encoder_epochs, 0))
         return optimizer, scheduler
+
+    def check_transfer_options(self) -> None:
+        name = type(self).__name__
+        if self.optimizer_name not in ("radam", "sgd"):
+            raise ValueError(f"{name}: optimizer_name must be 'radam' or 'sgd', got {self.optimizer_name!r}")
+        if not isinstance(self.frozen_encoder_epochs, int) or self.frozen_encoder_epochs < -1:
+            raise ValueError(f"{name}: frozen_encoder_epochs must be a whole number of epochs >= 0, or -1 (frozen "
+                             f"throughout), got {self.frozen_encoder_epochs!r}")
+        if self.frozen_encoder_epochs >= self.num_epochs:
+            raise ValueError(f"{name}: frozen_encoder_epochs = {self.frozen_encoder_epochs} leaves none of the "
+                             f"{self.num_epochs} epochs to train the encoder: use -1 to freeze it throughout")
+        if self.optimizer_name == "sgd" and self.frozen_encoder_epochs > 0:
+            raise ValueError(f"{name}: frozen_encoder_epochs > 0 (a second warm-up after unfreezing) is defined for "
+                             f"the RAdam schedule only, not with optimizer_name 'sgd'")
+
+    def encoder_frozen_at(self, epoch: int) -> bool:
+        return self.frozen_encoder_epochs == -1 or epoch < self.frozen_encoder_epochs
+
+    def set_encoder_frozen(self, frozen: bool) -> None:
+        """Encoder parameters without (frozen) or with gradients. Unfreezing under DDP wraps the
+        network again, since DDP's reducer knows only the parameters that needed gradients when it
+        was built."""
+        from torch.nn.parallel import DistributedDataParallel
+
+        for parameter in self.unwrapped_network().encoder.parameters():
+            parameter.requires_grad_(not frozen)
+        if not frozen and isinstance(self.network, DistributedDataParallel):
+            self.network = DistributedDataParallel(self.network.module,
+                                                   device_ids=[self.local_rank] if self.device.type == "cuda" else None)
+        self.print_to_log_file(f"encoder {'frozen' if frozen else 'trained'} from epoch {self.current_epoch} "
+                               f"(frozen_encoder_epochs = {self.frozen_encoder_epochs})")
+
+    def encoder_is_frozen(self) -> bool:
+        return not any(p.requires_grad for p in self.unwrapped_network().encoder.parameters())
 
     def _build_loss(self):
         if self.use_dice_ce:
@@ -116,6 +170,8 @@ class SPConFinetuneTrainer(SPConTrainerBase):
         return loss
 
     def on_train_epoch_start(self):
+        if self.frozen_encoder_epochs and self.encoder_frozen_at(self.current_epoch) != self.encoder_is_frozen():
+            self.set_encoder_frozen(self.encoder_frozen_at(self.current_epoch))     # also after --c
         super().on_train_epoch_start()
         self.print_to_log_file(f"Current learning rate (exact): {self.optimizer.param_groups[0]['lr']:.3e}")
 
