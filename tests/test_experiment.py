@@ -265,7 +265,7 @@ def test_fold_the_dataset_does_not_have(tiny_dataset: TinyDataset, tmp_path: Pat
 def test_unknown_schedule(tiny_dataset: TinyDataset, tmp_path: Path) -> None:
     out = _refused(["--methods", "baseline", "--schedule", "fast"], tiny_dataset.env(tmp_path / "r"),
                    tmp_path / "work")
-    assert "unknown schedule 'fast'" in out and "smoke, demo, quality, gpu, paper" in out
+    assert "unknown schedule 'fast'" in out and "smoke, demo, quality, diagnosis, gpu, paper" in out
 
 
 @pytest.mark.parametrize("remove", [("meta_labels.json",), ("spcl_folds.json", "splits_final.json")])
