@@ -141,8 +141,8 @@ def _interval(p: Mapping[str, Any] | None) -> str:
 
 def arm_rows(arms: Mapping[str, Sequence[Mapping[str, Any]]]) -> list[dict[str, Any]]:
     """One row per (arm, method): per-split validation Dice, mean, and paired differences from
-    arm (a)'s SP-Con run and from the baseline that applies (the arm's own for the probe and (e),
-    arm (a)'s otherwise)."""
+    arm (a)'s SP-Con run (for the probe: frozen against fine-tuned) and from the baseline that
+    applies (the arm's own for the probe and (e), arm (a)'s otherwise)."""
     reference = split_scores(arms[REFERENCE_ARM], SPCON_METHOD) if REFERENCE_ARM in arms else {}
     radam_baseline = split_scores(arms[REFERENCE_ARM], BASELINE_METHOD) if REFERENCE_ARM in arms else {}
     rows = []
@@ -154,11 +154,13 @@ def arm_rows(arms: Mapping[str, Sequence[Mapping[str, Any]]]) -> list[dict[str, 
             if not scores:
                 continue
             label = next(r["label"] for r in records if r["method"] == method)
+            if arm == "probe" and method == BASELINE_METHOD:
+                label = "random encoder (no pre-training)"
             is_baseline = method == BASELINE_METHOD
             rows.append({"arm": arm, "group": ARMS.get(arm, ("other", arm))[0],
                          "arm_text": ARMS.get(arm, ("other", arm))[1], "method": method, "label": label,
                          "scores": {str(s): v for s, v in sorted(scores.items())}, "mean": mean_score(scores),
-                         "versus_reference": None if is_baseline or (arm == REFERENCE_ARM) or arm == "probe"
+                         "versus_reference": None if is_baseline or arm == REFERENCE_ARM
                          else paired(scores, reference),
                          "versus_baseline": None if is_baseline else paired(scores, baseline)})
     return rows
