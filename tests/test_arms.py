@@ -101,3 +101,27 @@ def test_an_arm_must_be_scored_on_the_validation_scans(tmp_path: Path) -> None:
     (tmp_path / "validation_results.json").write_text(json.dumps({"evaluated_on": "validation",
                                                                   "runs": _records({"spcon": A})}))
     assert len(load_arm_records(tmp_path)) == 4
+
+
+ARM_OPTIONS = {   # each arm's schedule file = the built-in 'diagnosis' schedule + exactly these overrides
+    "probe": {("finetune", "frozen_encoder_epochs"): -1},
+    "b": {("finetune", "frozen_encoder_epochs"): 5},
+    "c": {("finetune", "encoder_lr_factor"): 0.1},
+    "d": {("finetune", "random_encoder_stages"): 3},
+    "e": {("finetune", "optimizer_name"): "sgd"},
+    "views60": {("pretrain", "num_scans_per_batch"): 10},
+    "iters4x": {("pretrain", "iterations_per_epoch"): 100},
+}
+
+
+@pytest.mark.parametrize("arm", sorted(ARM_OPTIONS))
+def test_each_arm_schedule_is_the_diagnosis_schedule_plus_its_option(arm: str) -> None:
+    from spcl_nnunet.training.schedules import ROLES, SCHEDULES, load_schedule
+
+    reference = SCHEDULES["diagnosis"]
+    assert reference.finetune["encoder_lr_factor"] == 1.0      # arm (a): the paper's recipe, pinned
+    schedule = load_schedule(str(Path(__file__).parents[1] / "benchmarks" / "schedules" / f"diagnosis_{arm}.json"))
+    differences = {(role, key): getattr(schedule, role).get(key)
+                   for role in ROLES for key in set(getattr(schedule, role)) | set(getattr(reference, role))
+                   if getattr(schedule, role).get(key) != getattr(reference, role).get(key)}
+    assert differences == ARM_OPTIONS[arm]

@@ -46,12 +46,31 @@ def test_encoder_learning_rate_factor(schedule_with) -> None:
     assert "encoder learning rate x 0.1 (encoder_lr_factor)" in Path(trainer.log_file).read_text()
 
 
-def test_one_rate_by_default_and_bad_factor_refused(schedule_with) -> None:
+@pytest.mark.parametrize("trainer_name, factor", [
+    ("SPConFinetuneTrainer", 0.1),                # the default transfer recipe (issue #19's arm (c))
+    ("SPConFinetuneTrainer_demo", 0.1),
+    ("SPConFinetuneTrainer_paperRecipe", None),   # the paper's recipe: one rate for every parameter
+    ("SPConBaselineTrainer", None),               # nothing transferred: one rate
+    ("SPConBaselineTrainer_quality", None),
+    ("MeanTeacherTrainer", None),                 # semi-supervised training starts from scratch
+])
+def test_default_recipe_trains_the_encoder_at_a_tenth(schedule_with, trainer_name: str, factor: float | None) -> None:
     schedule_with()
-    trainer = in_process_trainer("SPConFinetuneTrainer")
+    trainer = in_process_trainer(trainer_name)
     trainer.initialize()
-    (group,) = trainer.optimizer.param_groups
-    assert len(group["params"]) == len(list(trainer.unwrapped_network().parameters()))
+    groups = trainer.optimizer.param_groups
+    network = trainer.unwrapped_network()
+    if factor is None:
+        assert len(groups) == 1
+        assert {id(p) for p in network.parameters()} <= {id(p) for p in groups[0]["params"]}
+        return
+    others, encoder = groups
+    assert {id(p) for p in encoder["params"]} == {id(p) for p in network.encoder.parameters()}
+    trainer.lr_scheduler.step(1)
+    assert encoder["lr"] == pytest.approx(factor * others["lr"]) and others["lr"] > 0
+
+
+def test_bad_factor_refused(schedule_with) -> None:
     schedule_with(encoder_lr_factor=0.0)
     with pytest.raises(ValueError, match="encoder_lr_factor must be > 0, got 0.0"):
         in_process_trainer("SPConFinetuneTrainer").initialize()

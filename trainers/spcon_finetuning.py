@@ -7,6 +7,7 @@ from spcl_nnunet.training.finetune import (  # noqa: F401
     SPConFinetuneTrainer,
     SPConFinetuneTrainer_ACDC,
     SPConFinetuneTrainer_MMWHS,
+    SPConFinetuneTrainer_paperRecipe,
     SPConFinetuneTrainer_PROMISE12,
     SPConFinetuneTrainer_demo,
     SPConFinetuneTrainer_quality,

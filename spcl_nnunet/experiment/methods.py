@@ -27,6 +27,10 @@ class Method:
 METHODS: dict[str, Method] = {m.name: m for m in (
     Method("baseline", "baseline (scratch)", "SPConBaselineTrainer"),
     Method("spcon", "SP-Con (pre-train)", "SPConFinetuneTrainer", "SPConPretrainTrainer"),
+    # the paper's fine-tuning recipe (one learning rate); "spcon" trains the pre-trained encoder at a
+    # tenth of the decoder's rate (issue #19, chosen on validation scans)
+    Method("spcon-paper", "SP-Con (pre-train, paper's recipe)", "SPConFinetuneTrainer_paperRecipe",
+           "SPConPretrainTrainer"),
     Method("contrastive", "contrastive L_con (pre-train)", "SPConFinetuneTrainer", "ContrastivePretrainTrainer"),
     Method("simclr", "SimCLR (pre-train)", "SPConFinetuneTrainer", "SimCLRPretrainTrainer"),
     Method("simclr-sp", "SimCLR + self-paced (pre-train)", "SPConFinetuneTrainer", "SimCLRSPPretrainTrainer"),

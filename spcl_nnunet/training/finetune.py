@@ -6,7 +6,9 @@ With ``-pretrained_weights`` (an ``SPConPretrainTrainer`` checkpoint) this is "S
 Learning rate: linear warm-up from ``lr_init`` to ``lr_multiplier * lr_init`` over 10 epochs,
 then cosine decay; RAdam with weight decay 1e-5 (the authors' code). The transfer options of
 issue #19 (encoder learning-rate factor, random shallow stages, frozen encoder, nnU-Net's SGD) are
-class attributes, set by a schedule file.
+class attributes, set by a schedule file. The default recipe trains the pre-trained encoder at a
+tenth of the decoder's rate (arm (c), chosen on validation scans); ``SPConFinetuneTrainer_paperRecipe``
+keeps the paper's single rate.
 """
 
 from __future__ import annotations
@@ -25,8 +27,10 @@ class SPConFinetuneTrainer(SPConTrainerBase):
     lr_init: float = 1e-7            # ACDC, Hippocampus, Spleen (PROMISE12 5e-7, MMWHS 2e-6)
     lr_multiplier: float = 300.0
     warmup_epochs: int = 10
-    # the encoder's learning rate as a fraction of the rest's (1: one rate for all, the paper's recipe)
-    encoder_lr_factor: float = 1.0
+    # the encoder's learning rate as a fraction of the rest's: 0.1, issue #19's arm (c), chosen on the
+    # validation scans as the default transfer recipe (benchmarks/README.md); 1: one rate for all, the
+    # paper's recipe (SPConFinetuneTrainer_paperRecipe, the baselines, the semi-supervised trainers)
+    encoder_lr_factor: float = 0.1
     # encoder stages below this index restart from nnU-Net's random initialisation at the start of a
     # training, after -pretrained_weights loaded them (0: every loaded stage kept; issue #19's arm (d))
     random_encoder_stages: int = 0
@@ -178,7 +182,17 @@ class SPConFinetuneTrainer(SPConTrainerBase):
 
 class SPConBaselineTrainer(SPConFinetuneTrainer):
     """The few-label baseline: ``SPConFinetuneTrainer`` under its own name, so that its results
-    folder does not collide with the fine-tuned model's (run it without -pretrained_weights)."""
+    folder does not collide with the fine-tuned model's (run it without -pretrained_weights).
+    Same optimiser, schedule and loss, and one learning rate for the whole network: nothing is
+    transferred, so there is no pre-trained encoder to hold back (a scratch encoder at a tenth of the
+    rate would be a weaker baseline than the one nnU-Net users have)."""
+    encoder_lr_factor = 1.0
+
+
+class SPConFinetuneTrainer_paperRecipe(SPConFinetuneTrainer):
+    """The paper's fine-tuning recipe: one learning rate for every parameter (the default before
+    issue #19's diagnosis chose a tenth of it for the pre-trained encoder on validation scans)."""
+    encoder_lr_factor = 1.0
 
 
 class SPConFinetuneTrainer_ACDC(SPConFinetuneTrainer):
@@ -226,7 +240,7 @@ class SPConFinetuneTrainer_demo(SPConFinetuneTrainer):
     progress_plot_every = 4
 
 
-class SPConBaselineTrainer_demo(SPConFinetuneTrainer_demo):
+class SPConBaselineTrainer_demo(SPConBaselineTrainer, SPConFinetuneTrainer_demo):
     """The demo's baseline (same schedule, no pre-training)."""
 
 
@@ -239,5 +253,5 @@ class SPConFinetuneTrainer_quality(SPConFinetuneTrainer_demo):
     final_validation = True
 
 
-class SPConBaselineTrainer_quality(SPConFinetuneTrainer_quality):
+class SPConBaselineTrainer_quality(SPConBaselineTrainer, SPConFinetuneTrainer_quality):
     """The quality run's baseline (same schedule, no pre-training)."""

@@ -115,13 +115,16 @@ SCHEDULES: dict[str, Schedule] = {s.name: s for s in (
                                  "rampup_epochs": 5, "heatmap_every": 7})),
     Schedule("diagnosis", "issue #19's controlled diagnosis on the CPU: the quality pre-training (24 x 25 iterations "
                           "of 4 scans x 3 slices x 2 views), fine-tuning 20 x 20 iterations at batch 8 with nnU-Net's "
-                          "final validation (the fold table's validation scans), progress.png every 10 epochs",
+                          "final validation (the fold table's validation scans), progress.png every 10 epochs; "
+                          "the fine-tuning keeps the paper's recipe (encoder_lr_factor 1: arm (a), the arms' "
+                          "reference)",
              **_with_checkpoints(
                  pretrain={"num_scans_per_batch": 4, "num_epochs_default": 24, "iterations_per_epoch": 25,
                            "val_iterations_per_epoch": 2, "heatmap_every": 6, "warmup_epochs": 3,
                            "progress_plot_every": 5, **_QUALITY_LR},
                  finetune={"num_epochs_default": 20, "iterations_per_epoch": 20, "val_iterations_per_epoch": 2,
-                           "batch_size_override": 8, "warmup_epochs": 2, "progress_plot_every": 10, **_QUALITY_LR},
+                           "batch_size_override": 8, "warmup_epochs": 2, "progress_plot_every": 10,
+                           "encoder_lr_factor": 1.0, **_QUALITY_LR},
                  semisupervised={"unlabeled_batch_size": 6, "num_scans_per_batch": 2, "ema_decay": 0.99,
                                  "rampup_epochs": 3, "heatmap_every": 10})),
     Schedule("gpu", "one GPU: measured on an H200 (2026-11-27, acdc profile, --jobs 8), one pre-training and 12 "

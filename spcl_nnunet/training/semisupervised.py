@@ -46,6 +46,7 @@ class SemiSupervisedTrainer(SPConFinetuneTrainer):
     log_panels: list[Panel] = [(("supervised_loss",), ()), (("rampup_weight",), ())]
     validation_log_keys: tuple[str, ...] = ()    # panel keys logged by the validation epoch, not by train steps
     uses_unlabeled_pool: bool = True          # False: no unlabeled loader is built
+    encoder_lr_factor = 1.0                   # trained from scratch: one rate, no pre-trained encoder to hold back
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
