@@ -5,6 +5,8 @@
 # "Issue #19: arms and selection rule". Resumable: run a stage again after an interruption.
 #   bash benchmarks/diagnosis.sh pretrain        # SP-Con, L_con and SimCLR pre-trainings, shared by the arms
 #   bash benchmarks/diagnosis.sh a probe b c d e views60 iters4x   # the arms, in that order
+#   bash benchmarks/diagnosis.sh verdict         # after the choice: baseline and spcon (default recipe) on the
+#                                                # test scans, 1 labeled x splits 0-7 and 2 labeled x splits 0-3
 # Each arm is its own experiment folder under $root/arms/<arm> (tables: validation_results.*);
 # every arm but the pre-training ones takes the shared pre-trainings through --pretraining-from.
 set -euo pipefail
@@ -18,7 +20,7 @@ mkdir -p "$nnUNet_raw" "$nnUNet_preprocessed"
 [ -d "$nnUNet_raw/Dataset910_SyntheticACDC" ] || "$spcl" synthetic -d 910 --profile acdc | tail -2
 common=(-d 910 --labeled 1 --splits 0 1 2 3 --device cpu --jobs 2 --evaluate validation)
 shared=(--pretraining-from "$root/pretraining_home/pretraining")
-[ $# -gt 0 ] || { echo "usage: $0 pretrain|a|probe|b|c|d|e|views60|iters4x ..." >&2; exit 2; }
+[ $# -gt 0 ] || { echo "usage: $0 pretrain|a|probe|b|c|d|e|views60|iters4x|verdict ..." >&2; exit 2; }
 for stage in "$@"; do
     echo "=== diagnosis stage $stage ($(date -u +%FT%TZ))"
     case "$stage" in
@@ -34,6 +36,13 @@ for stage in "$@"; do
                --schedule "$schedules/diagnosis_e.json" --workdir "$root/arms/e" ;;
         views60|iters4x) "$spcl" experiment "${common[@]}" --methods spcon \
                --schedule "$schedules/diagnosis_$stage.json" --workdir "$root/arms/$stage" ;;
+        verdict) # the chosen recipe (the trainers' defaults now) and the baseline on the TEST scans
+            for labeled_splits in "1:0 1 2 3 4 5 6 7" "2:0 1 2 3"; do
+                # shellcheck disable=SC2086
+                "$spcl" experiment -d 910 --labeled "${labeled_splits%%:*}" --splits ${labeled_splits#*:} \
+                    --device cpu --jobs 2 "${shared[@]}" --methods baseline spcon \
+                    --schedule "$schedules/acdc_transfer.json" --workdir "$root/transfer"
+            done ;;
         *) echo "unknown stage $stage" >&2; exit 2 ;;
     esac
 done

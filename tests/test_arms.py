@@ -125,3 +125,12 @@ def test_each_arm_schedule_is_the_diagnosis_schedule_plus_its_option(arm: str) -
                    for role in ROLES for key in set(getattr(schedule, role)) | set(getattr(reference, role))
                    if getattr(schedule, role).get(key) != getattr(reference, role).get(key)}
     assert differences == ARM_OPTIONS[arm]
+
+
+def test_verdict_schedule_is_the_diagnosis_schedule_with_the_default_recipes() -> None:
+    from spcl_nnunet.training.schedules import SCHEDULES, load_schedule
+
+    reference = SCHEDULES["diagnosis"].to_json()
+    verdict = load_schedule(str(Path(__file__).parents[1] / "benchmarks" / "schedules" / "acdc_transfer.json")).to_json()
+    assert verdict["pretrain"] == reference["pretrain"] and verdict["semisupervised"] == reference["semisupervised"]
+    assert verdict["finetune"] == {k: v for k, v in reference["finetune"].items() if k != "encoder_lr_factor"}
