@@ -36,11 +36,15 @@ for stage in "$@"; do
                --schedule "$schedules/diagnosis_e.json" --workdir "$root/arms/e" ;;
         views60|iters4x) "$spcl" experiment "${common[@]}" --methods spcon \
                --schedule "$schedules/diagnosis_$stage.json" --workdir "$root/arms/$stage" ;;
-        verdict) # the chosen recipe (the trainers' defaults now) and the baseline on the TEST scans
+        verdict) # the chosen recipe (the trainers' defaults now) and the baseline on the TEST scans; the
+            # shared SP-Con pre-training when it is there, else the verdict's own (same schedule)
+            own=()
+            [ -f "$root/pretraining_home/pretraining/SPConPretrainTrainer/Dataset910_SyntheticACDC/SPConPretrainTrainer__nnUNetPlans__2d/fold_0/checkpoint_final.pth" ] \
+                && [ ! -d "$root/transfer/pretraining" ] && own=("${shared[@]}")
             for labeled_splits in "1:0 1 2 3 4 5 6 7" "2:0 1 2 3"; do
                 # shellcheck disable=SC2086
                 "$spcl" experiment -d 910 --labeled "${labeled_splits%%:*}" --splits ${labeled_splits#*:} \
-                    --device cpu --jobs 2 "${shared[@]}" --methods baseline spcon \
+                    --device cpu --jobs 2 "${own[@]}" --methods baseline spcon \
                     --schedule "$schedules/acdc_transfer.json" --workdir "$root/transfer"
             done ;;
         *) echo "unknown stage $stage" >&2; exit 2 ;;
