@@ -16,7 +16,7 @@ encoders (random: nnU-Net's He init with several seeds; SP-Con, L_con, SimCLR: t
   the Dice of each foreground class pooled over the slices, and their mean.
 
 Slices come from nnU-Net's preprocessed 2d data, centre-cropped / zero-padded to the plan's patch
-(``diagnose_pretraining.load_slices``). The probes are fitted on the **pool**: every preprocessed
+(``diagnose_pretraining.load_slices``, segmentations padded with -1). The probes are fitted on the **pool**: every preprocessed
 case except ``spcl_folds.json``'s ``val`` and ``test`` cases; they are scored on the ``val`` cases.
 No test case is read. Labels below 0 (outside nnU-Net's mask) are ignored.
 
@@ -41,53 +41,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, dirname(os.path.abspath(__file__)))
-from diagnose_pretraining import (build_network, centre_crop_or_pad, fit_logreg, load_checkpoint,  # noqa: E402
-                                  probe, standardise)
-
-
-def load_labelled_slices(preprocessed_folder: str, data_identifier: str, patch: tuple[int, ...]):
-    """Pool (all cases but val and test) and val slices: image, segmentation, partition, patient."""
-    from nnunetv2.training.dataloading.nnunet_dataset import infer_dataset_class
-    from spcl_nnunet.contrastive.slices import preprocessed_slice_partitions
-    from spcl_nnunet.data.metalabels import load_meta_labels
-
-    meta = load_meta_labels(join(preprocessed_folder, "meta_labels.json"))
-    folds_file = join(preprocessed_folder, "spcl_folds.json")
-    with open(folds_file) as f:
-        folds = json.load(f)
-    for key in ("val", "test"):
-        if key not in folds:
-            raise ValueError(f"{folds_file} has no {key!r} list (expected the fold table written by "
-                             f"'spcl_nnunet synthetic' or the converters)")
-    data_folder = join(preprocessed_folder, data_identifier)
-    dataset_class = infer_dataset_class(data_folder)
-    identifiers = sorted(dataset_class.get_identifiers(data_folder))
-    val_cases = sorted(folds["val"])
-    missing = sorted(set(val_cases) - set(identifiers))
-    if missing:
-        raise ValueError(f"validation cases missing from {data_folder}: {missing}")
-    pool_cases = sorted(set(identifiers) - set(val_cases) - set(folds["test"]))
-    dataset = dataset_class(data_folder, identifiers)
-    S = meta.slice_partitions
-    out = {}
-    for split, cases in (("pool", pool_cases), ("val", val_cases)):
-        images, segs, parts_all, groups = [], [], [], []
-        for case in cases:
-            data, seg, _, props = dataset.load_case(case)
-            data = np.asarray(data[:], dtype=np.float32)
-            seg = np.asarray(seg[:], dtype=np.int16)
-            parts = preprocessed_slice_partitions(data.shape[1], props, S, case)
-            group = meta.cases.get(case, {}).get("patient", case)
-            for z in range(data.shape[1]):
-                images.append(centre_crop_or_pad(data[:, z], patch))
-                # pad the segmentation with -1 (ignored), crop like the image
-                s = centre_crop_or_pad(seg[:, z].astype(np.float32) + 1, patch)[0] - 1
-                segs.append(s.astype(np.int16))
-                parts_all.append(int(parts[z]))
-                groups.append(group)
-        out[split] = {"x": torch.from_numpy(np.stack(images)), "seg": torch.from_numpy(np.stack(segs)).long(),
-                      "part": torch.tensor(parts_all), "groups": groups, "cases": cases}
-    return out, S
+from diagnose_pretraining import build_network, fit_logreg, load_checkpoint, load_slices, probe, standardise  # noqa: E402
 
 
 @torch.no_grad()
@@ -155,8 +109,8 @@ def diagnose_encoder(network, data: dict, patch: tuple[int, ...], S: int, classe
     rows = []
     target_val = val["seg"].flatten()
     for s in range(n_stages):
-        position = probe(torch.cat(gap_pool[s]).double(), pool["part"], pool["groups"],
-                         torch.cat(gap_val[s]).double(), val["part"], S)
+        position = probe(torch.cat(gap_pool[s]).double(), pool["y"], pool["groups"],
+                         torch.cat(gap_val[s]).double(), val["y"], S)
         x_pool = torch.cat(pix_x[s]).double()
         x_train, x_val = standardise(x_pool, torch.cat(val_maps[s]).double())
         w, b = fit_logreg(x_train, y_pix, classes, seg_l2)
@@ -204,9 +158,10 @@ def main() -> None:
     with open(join(dirname(dirname(first)), "dataset.json")) as f:
         classes = len(json.load(f)["labels"])
 
-    data, S = load_labelled_slices(args.preprocessed_folder, cm.data_identifier, patch)
-    print(f"slices: pool {len(data['pool']['part'])} from {len(data['pool']['cases'])} cases (val and test "
-          f"cases left out), val {len(data['val']['part'])} from {len(data['val']['cases'])} cases; "
+    data, S = load_slices(args.preprocessed_folder, cm.data_identifier, patch, leave_out_test=True,
+                          segmentations=True)
+    print(f"slices: pool {len(data['pool']['y'])} from {len(data['pool']['cases'])} cases (val and test "
+          f"cases left out), val {len(data['val']['y'])} from {len(data['val']['cases'])} cases; "
           f"S = {S}; {classes} classes; patch {patch}; {args.pixels_per_slice} pixels per pool slice", flush=True)
 
     networks = {}
@@ -224,7 +179,7 @@ def main() -> None:
                                          args.seed)
         print(f"  {name}: done ({time.time() - t0:.0f} s)", flush=True)
 
-    counts = np.bincount(data["val"]["part"].numpy(), minlength=S)
+    counts = np.bincount(data["val"]["y"].numpy(), minlength=S)
     majority = float(counts.max() / counts.sum())
     lines = [f"Slice-position accuracy (chance 1/S = {1 / S:.3f}, majority = {majority:.3f}) / "
              f"segmentation-probe mean foreground Dice (%) on the validation slices, per encoder stage",
@@ -237,13 +192,15 @@ def main() -> None:
     table = "\n".join(lines)
     print("\n" + table + f"\n\n{time.time() - t0:.0f} s, {args.threads} thread(s)")
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"slices": {"pool": len(data["pool"]["part"]), "val": len(data["val"]["part"]),
+        partial = args.json + ".partial"
+        with open(partial, "w") as f:
+            json.dump({"slices": {"pool": len(data["pool"]["y"]), "val": len(data["val"]["y"]),
                                   "partitions": S, "val_per_partition": counts.tolist(),
                                   "majority_val": majority},
                        "classes": classes, "patch": list(patch), "pixels_per_slice": args.pixels_per_slice,
                        "seg_l2": args.seg_l2, "encoders": encoders, "results": results,
                        "table": table}, f, indent=1)
+        os.replace(partial, args.json)
 
 
 if __name__ == "__main__":

@@ -108,38 +108,53 @@ def centre_crop_or_pad(slice_: np.ndarray, patch: tuple[int, ...]) -> np.ndarray
     return out
 
 
-def load_slices(preprocessed_folder: str, data_identifier: str, patch: tuple[int, ...]):
-    """Every preprocessed slice with its partition label, split into pool and validation."""
+def load_slices(preprocessed_folder: str, data_identifier: str, patch: tuple[int, ...],
+                leave_out_test: bool = False, segmentations: bool = False):
+    """Every preprocessed slice with its partition label, split into pool and validation.
+
+    ``leave_out_test`` also keeps ``spcl_folds.json``'s ``test`` cases out of the pool;
+    ``segmentations`` adds each slice's segmentation (``"seg"``, cropped like the image, padded
+    with -1 = ignored)."""
     from nnunetv2.training.dataloading.nnunet_dataset import infer_dataset_class
     from spcl_nnunet.data.metalabels import load_meta_labels
     from spcl_nnunet.contrastive.slices import preprocessed_slice_partitions
 
     meta = load_meta_labels(join(preprocessed_folder, "meta_labels.json"))
-    with open(join(preprocessed_folder, "spcl_folds.json")) as f:
-        val_cases = sorted(json.load(f)["val"])
+    folds_file = join(preprocessed_folder, "spcl_folds.json")
+    with open(folds_file) as f:
+        folds = json.load(f)
+    for key in ("val", "test") if leave_out_test else ("val",):
+        if key not in folds:
+            raise ValueError(f"{folds_file} has no {key!r} list (expected the fold table written by "
+                             f"'spcl_nnunet synthetic' or the converters)")
+    val_cases = sorted(folds["val"])
     data_folder = join(preprocessed_folder, data_identifier)
     dataset_class = infer_dataset_class(data_folder)
     identifiers = sorted(dataset_class.get_identifiers(data_folder))
     missing = sorted(set(val_cases) - set(identifiers))
     if missing:
         raise ValueError(f"validation cases missing from {data_folder}: {missing}")
-    pool_cases = sorted(set(identifiers) - set(val_cases))
+    pool_cases = sorted(set(identifiers) - set(val_cases) - set(folds["test"] if leave_out_test else ()))
     dataset = dataset_class(data_folder, identifiers)
     S = meta.slice_partitions
     out = {}
     for split, cases in (("pool", pool_cases), ("val", val_cases)):
-        images, labels, groups = [], [], []
+        images, segs, labels, groups = [], [], [], []
         for case in cases:
-            data, _, _, props = dataset.load_case(case)
+            data, seg, _, props = dataset.load_case(case)
             data = np.asarray(data[:], dtype=np.float32)          # (C, Z, Y, X); Z = 2d slicing axis
             parts = preprocessed_slice_partitions(data.shape[1], props, S, case)
             group = meta.cases.get(case, {}).get("patient", case)
             for z in range(data.shape[1]):
                 images.append(centre_crop_or_pad(data[:, z], patch))
+                if segmentations:       # shifted by 1 so that the zero padding becomes -1
+                    segs.append(centre_crop_or_pad(np.asarray(seg[:, z], dtype=np.float32) + 1, patch)[0] - 1)
                 labels.append(int(parts[z]))
                 groups.append(group)
         out[split] = {"x": torch.from_numpy(np.stack(images)), "y": torch.tensor(labels),
                       "groups": groups, "cases": cases}
+        if segmentations:
+            out[split]["seg"] = torch.from_numpy(np.stack(segs)).long()
     return out, S
 
 

@@ -1,4 +1,5 @@
-"""Command line: ``spcl_nnunet {env,synthetic,convert,prepare,splits,demo,experiment,export-teacher}``."""
+"""Command line: ``spcl_nnunet {env,add-unlabeled,metalabels,folds,prepare,synthetic,convert,splits,demo,experiment,
+export-teacher}``."""
 
 from __future__ import annotations
 
@@ -70,6 +71,85 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_add_unlabeled(args: argparse.Namespace) -> int:
+    from spcl_nnunet.data.metalabels import META_LABELS_FILE
+    from spcl_nnunet.data.unlabeled import UNLABELED_FILE, add_unlabeled_images
+
+    raw = _dataset_folder("nnUNet_raw", args.d)
+    added = add_unlabeled_images(raw, Path(args.i))
+    print(f"added {len(added)} label-less case(s) to {raw} (imagesTr, placeholder labels in labelsTr, listed in "
+          f"{UNLABELED_FILE}): {', '.join(added[:8])}{' ...' if len(added) > 8 else ''}")
+    if (raw / META_LABELS_FILE).is_file():
+        print(f"{raw / META_LABELS_FILE} does not list them yet: run 'spcl_nnunet metalabels -d {args.d} ...' again")
+    return 0
+
+
+def cmd_metalabels(args: argparse.Namespace) -> int:
+    from spcl_nnunet.data.metalabel_sources import derive_meta_labels, parse_pattern_options
+    from spcl_nnunet.data.metalabels import META_LABELS_FILE, save_meta_labels
+    from spcl_nnunet.data.rawdataset import training_case_ids
+    from spcl_nnunet.data.unlabeled import load_unlabeled
+
+    raw = _dataset_folder("nnUNet_raw", args.d)
+    if (raw / META_LABELS_FILE).exists() and not args.overwrite:
+        raise FileExistsError(f"{raw / META_LABELS_FILE} exists; pass --overwrite to replace it")
+    meta = derive_meta_labels(training_case_ids(raw), args.slice_partitions, patient_pattern=args.patient,
+                              patterns=parse_pattern_options(args.label or []),
+                              csv_path=Path(args.csv) if args.csv else None, unlabeled=load_unlabeled(raw))
+    path = save_meta_labels(meta, raw / META_LABELS_FILE)
+    patients = len({labels["patient"] for labels in meta.cases.values()})
+    others = [k for k in meta.keys() if k != "patient"]
+    print(f"wrote {path}: {len(meta.cases)} cases ({len(meta.unlabeled)} label-less), {patients} patients, "
+          f"meta-labels patient{''.join(', ' + k for k in others)} + slice position ({meta.slice_partitions} "
+          f"partitions)")
+    return 0
+
+
+def cmd_folds(args: argparse.Namespace) -> int:
+    import json
+
+    from spcl_nnunet.data.crossval import cross_validation_folds, folds_from_splits
+    from spcl_nnunet.data.metalabels import META_LABELS_FILE, load_meta_labels
+    from spcl_nnunet.data.rawdataset import load_dataset_json
+    from spcl_nnunet.data.splits import FOLDS_FILE, SPLITS_FILE, write_fold_files
+    from spcl_nnunet.data.unlabeled import check_unlabeled_listed
+
+    raw = _dataset_folder("nnUNet_raw", args.d)
+    if not (raw / META_LABELS_FILE).is_file():
+        raise FileNotFoundError(f"{raw / META_LABELS_FILE} not found: run 'spcl_nnunet metalabels -d {args.d}' first "
+                                f"(the folds group the cases by patient and leave the label-less ones out)")
+    if ((raw / FOLDS_FILE).exists() or (raw / SPLITS_FILE).exists()) and not args.overwrite:
+        raise FileExistsError(f"{raw} already has {FOLDS_FILE}/{SPLITS_FILE}; pass --overwrite to replace them")
+    meta = load_meta_labels(raw / META_LABELS_FILE)
+    check_unlabeled_listed(raw, meta.unlabeled)
+    test = labeled_test_cases(raw, load_dataset_json(raw)["file_ending"])
+    if args.splits:
+        source = Path(args.splits)
+        if not source.is_file():
+            raise FileNotFoundError(f"--splits {source}: no such file")
+        try:
+            splits = json.loads(source.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{source}: not valid JSON ({err})") from err
+        table = folds_from_splits(splits, meta, str(source), test=test)
+    else:
+        table = cross_validation_folds(meta, args.nfolds, args.seed, test=test)
+    write_fold_files(raw, table)
+    print(f"wrote {raw / FOLDS_FILE} and {raw / SPLITS_FILE}")
+    print(table.describe())
+    return 0
+
+
+def labeled_test_cases(raw: Path, file_ending: str) -> list[str]:
+    """Cases of imagesTs that have a reference in labelsTs (scored by ``experiment --evaluate test``)."""
+    if not (raw / "labelsTs").is_dir():
+        return []
+    labels = {p.name[:-len(file_ending)] for p in (raw / "labelsTs").glob(f"*{file_ending}")}
+    images = {p.name[:-len(file_ending) - 5] for p in (raw / "imagesTs").glob(f"*_0000{file_ending}")} \
+        if (raw / "imagesTs").is_dir() else set()
+    return sorted(labels & images)
+
+
 def cmd_splits(args: argparse.Namespace) -> int:
     from spcl_nnunet.data.metalabels import load_meta_labels
     from spcl_nnunet.data.splits import FOLDS_FILE, SPLITS_FILE, make_fold_table, split_groups, write_fold_files
@@ -136,7 +216,8 @@ def cmd_experiment(args: argparse.Namespace) -> int:
 
     config = ExperimentConfig(dataset_id=args.d, methods=get_methods(args.methods),
                               schedule=load_schedule(args.schedule), workdir=Path(args.workdir), labeled=args.labeled,
-                              splits=args.splits, device=args.device, jobs=args.jobs, evaluate=args.evaluate,
+                              splits=args.splits, folds=args.folds, device=args.device, jobs=args.jobs,
+                              evaluate=args.evaluate, shared_pretraining=args.shared_pretraining,
                               pretraining_from=Path(args.pretraining_from) if args.pretraining_from else None,
                               pretrain_only=args.pretrain_only)
     return run_experiment(config)
@@ -185,6 +266,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--root", default="nnUNet_data", help="base folder for nnU-Net folders that are unset")
     p.set_defaults(func=cmd_env)
 
+    p = sub.add_parser("add-unlabeled", help="add a folder of label-less images to a raw dataset (imagesTr, "
+                                             "placeholder labels, listed as unlabeled)")
+    p.add_argument("-d", required=True, help="dataset id or name (in nnUNet_raw)")
+    p.add_argument("-i", required=True, help="folder of images with the dataset's file ending: NAME<ending> "
+                                             "(single channel) or CASE_XXXX<ending> per channel")
+    p.set_defaults(func=cmd_add_unlabeled)
+
+    p = sub.add_parser("metalabels", help="write meta_labels.json for a raw dataset from patterns over the case "
+                                          "ids and/or a CSV")
+    p.add_argument("-d", required=True, help="dataset id or name (in nnUNet_raw)")
+    p.add_argument("--patient", default=None, metavar="REGEX",
+                   help="the patient of each case: first capture group of REGEX searched in the case id, e.g. "
+                        "'^(patient\\d+)' (default: each case is its own patient)")
+    p.add_argument("--label", action="append", metavar="NAME=REGEX",
+                   help="a further case-level meta-label from the case id, e.g. phase='_(ED|ES)$' (repeatable)")
+    p.add_argument("--csv", default=None, metavar="FILE",
+                   help="meta-labels from a table: a 'case' column and one column per meta-label (e.g. patient, "
+                        "site, scanner)")
+    p.add_argument("--slice-partitions", type=int, default=3, metavar="S",
+                   help="slice-position partitions per scan (default 3, the paper's ACDC setting)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing meta_labels.json")
+    p.set_defaults(func=cmd_metalabels)
+
+    p = sub.add_parser("folds", help="cross-validation folds over the labeled cases, grouped by patient "
+                                     "(spcl_folds.json + splits_final.json), or check your own splits_final.json")
+    p.add_argument("-d", required=True, help="dataset id or name (in nnUNet_raw; needs meta_labels.json)")
+    p.add_argument("--nfolds", type=int, default=5, help="number of folds (default: nnU-Net's 5)")
+    p.add_argument("--seed", type=int, default=12345, help="seed of the split (default: nnU-Net's 12345)")
+    p.add_argument("--splits", default=None, metavar="FILE",
+                   help="use this splits_final.json instead (checked: no label-less case, no patient on both sides)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing fold files")
+    p.set_defaults(func=cmd_folds)
+
     p = sub.add_parser("synthetic", help="write the embedded synthetic cardiac cine-MRI dataset into nnUNet_raw",
                        description=synthetic_description(), formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("-d", type=int, required=True, help="dataset id: DatasetXXX_SyntheticCardiac (default profile) "
@@ -221,8 +335,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Spleen: keep the original HU values instead of the paper's [-100, 400] clipping")
     p.set_defaults(func=cmd_convert)
 
-    p = sub.add_parser("splits", help="make the labeled-subset folds (spcl_folds.json + splits_final.json) of a "
-                                      "raw dataset that has meta_labels.json")
+    p = sub.add_parser("splits", help="the paper's benchmark protocol instead of cross-validation: labeled-subset "
+                                      "folds (random labeled scans, fixed validation scans) of a raw dataset that "
+                                      "has meta_labels.json")
     p.add_argument("-d", required=True, help="dataset id or name")
     p.add_argument("--labeled", type=int, nargs="+", default=[1, 2, 4], help="labeled scan counts")
     p.add_argument("--repeats", type=int, default=3, help="random labeled splits per count")
@@ -262,10 +377,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workdir", default="spcl_experiment",
                    help="working folder: one dataset and one schedule; nnU-Net's raw/preprocessed folders default "
                         "under it when nnUNet_raw/nnUNet_preprocessed are unset")
-    p.add_argument("--evaluate", default="test", choices=["test", "validation"],
+    p.add_argument("--folds", type=int, nargs="+", default=None, metavar="F",
+                   help="fold numbers to run (default: every fold; or choose by --labeled/--splits)")
+    p.add_argument("--shared-pretraining", action="store_true",
+                   help="cross-validation folds: one pre-training (fold 0's) for every fold instead of one per fold; "
+                        "it sees the other folds' validation images, so the tables say their scores are optimistic")
+    p.add_argument("--evaluate", default=None, choices=["test", "validation"],
                    help="test: predict and score the fold table's test scans (results.*); validation: score nnU-Net's "
-                        "final validation of each run on the fold table's validation scans, no test scan predicted "
-                        "(validation_results.*), for choosing between configurations")
+                        "final validation of each run on its fold's validation scans, no test scan predicted "
+                        "(validation_results.*). Default: validation for cross-validation folds ('spcl_nnunet "
+                        "folds'), test for the benchmark folds")
     p.add_argument("--pretraining-from", default=None, metavar="DIR",
                    help="take the pre-trainings from DIR (the pretraining/ folder of another experiment, finished "
                         "there) instead of training them in this working folder")

@@ -152,7 +152,8 @@ def test_paired_comparisons_in_results(records: list[dict], tmp_path: Path) -> N
     md = results_markdown(records, "t")
     section = md.split("## Paired comparison with the baseline")[1]
     row = cells(section, "label of spcon")
-    assert row[:3] == ["1", "3", f"{100 * comparisons[0]['mean_difference']:+.2f}"]
+    assert row[:4] == ["baseline", "1", "3", f"{100 * comparisons[0]['mean_difference']:+.2f}"]
+    assert all(c["against"] == "baseline" for c in comparisons)
     import json
 
     write_results(tmp_path, records, {"dataset": "D"}, "title")

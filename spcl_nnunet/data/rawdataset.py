@@ -75,3 +75,39 @@ def write_dataset_json(folder: Path, name: str, description: str, channel_names:
     path = Path(folder) / "dataset.json"
     path.write_text(json.dumps(content, indent=2) + "\n", encoding="utf-8")
     return path
+
+
+def load_dataset_json(folder: str | os.PathLike[str]) -> dict:
+    """nnU-Net's ``dataset.json`` of a raw dataset folder, with the keys this package relies on."""
+    path = Path(folder) / "dataset.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: {folder} is not an nnU-Net raw dataset")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not valid JSON ({err})") from err
+    missing = [k for k in ("file_ending", "labels", "numTraining") if k not in data]
+    if missing or not (data.get("channel_names") or data.get("modality")):
+        raise ValueError(f"{path}: expected nnU-Net's keys channel_names, labels, numTraining, file_ending; "
+                         f"missing {missing or ['channel_names']}")
+    if "dataset" in data:
+        raise ValueError(f"{path} lists its files under \"dataset\"; this command works on the imagesTr/labelsTr "
+                         f"layout only")
+    return data
+
+
+def channel_count(dataset_json: Mapping) -> int:
+    return len(dataset_json.get("channel_names") or dataset_json.get("modality"))
+
+
+def training_case_ids(folder: str | os.PathLike[str], dataset_json: Mapping | None = None) -> list[str]:
+    """The case ids of ``imagesTr`` as nnU-Net finds them (``CASE_XXXX<file_ending>``), sorted."""
+    from nnunetv2.utilities.utils import get_identifiers_from_splitted_dataset_folder
+
+    folder = Path(folder)
+    dataset_json = dataset_json or load_dataset_json(folder)
+    images = folder / "imagesTr"
+    if not images.is_dir():
+        raise FileNotFoundError(f"{images} not found: {folder} is not an nnU-Net raw dataset")
+    return sorted(get_identifiers_from_splitted_dataset_folder(str(images), dataset_json["file_ending"]))
+

@@ -17,7 +17,9 @@ import tempfile
 from pathlib import Path
 
 from spcl_nnunet.data.metalabels import META_LABELS_FILE, MetaLabels, load_meta_labels
+from spcl_nnunet.data.crossval import check_folds_against_meta
 from spcl_nnunet.data.splits import FOLDS_FILE, SPLITS_FILE, FoldTable, load_fold_table
+from spcl_nnunet.data.unlabeled import check_unlabeled_listed
 
 SIDECAR_FILES = (META_LABELS_FILE, FOLDS_FILE, SPLITS_FILE)
 
@@ -42,14 +44,17 @@ def install_sidecars(raw_dataset_dir: str | os.PathLike[str], preprocessed_datas
     missing = [name for name in SIDECAR_FILES if not (raw / name).is_file()]
     if missing:
         raise MissingSidecarError(
-            f"{raw} lacks {', '.join(missing)}: the dataset was not made by a spcl_nnunet converter or "
-            f"'spcl_nnunet synthetic'; write meta_labels.json (format in the README) and create the folds "
-            f"with 'spcl_nnunet splits -d <ID> --val-groups N'")
+            f"{raw} lacks {', '.join(missing)}: for your own dataset run 'spcl_nnunet metalabels -d <ID>' "
+            f"(meta-labels) and 'spcl_nnunet folds -d <ID>' (cross-validation folds), see the README's "
+            f"'Your own dataset'")
     if not pre.is_dir():
         raise MissingSidecarError(f"preprocessed dataset folder {pre} does not exist: run "
                                   f"nnUNetv2_plan_and_preprocess -d <ID> -c 2d first")
-    load_meta_labels(raw / META_LABELS_FILE)
-    load_fold_table(raw)
+    meta = load_meta_labels(raw / META_LABELS_FILE)
+    check_unlabeled_listed(raw, meta.unlabeled)
+    table = load_fold_table(raw)
+    if table.cross_validation:
+        check_folds_against_meta(table, meta, str(raw / FOLDS_FILE))
     written = []
     for name in SIDECAR_FILES:
         fd, tmp = tempfile.mkstemp(prefix=f".{name}.", dir=pre)
@@ -82,7 +87,8 @@ def load_sidecars(preprocessed_dataset_dir: str | os.PathLike[str], raw_dataset_
         else:
             raise MissingSidecarError(
                 f"{pre} lacks {', '.join(missing)}. The SP-Con trainers need the meta-labels and the "
-                f"labeled-subset folds and never fall back to nnU-Net's random 5-fold split. "
-                f"Run '{prepare_command(dataset_name)}' (it copies them from the raw dataset, where "
-                f"'spcl_nnunet synthetic', a converter or 'spcl_nnunet splits' wrote them).")
+                f"folds and never fall back to nnU-Net's 5-fold split over every case (which would validate "
+                f"on label-less cases). Run '{prepare_command(dataset_name)}' (it copies them from the raw "
+                f"dataset, where 'spcl_nnunet metalabels' and 'spcl_nnunet folds', a converter or "
+                f"'spcl_nnunet synthetic' wrote them).")
     return load_meta_labels(pre / META_LABELS_FILE), load_fold_table(pre), notes

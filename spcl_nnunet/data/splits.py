@@ -1,6 +1,12 @@
-"""Folds as labeled configurations: ``splits_final.json`` plus ``spcl_folds.json``.
+"""Folds: ``splits_final.json`` plus ``spcl_folds.json``, of one of two kinds.
 
-A fold of this plugin is one labeled configuration: ``num_labeled`` scans drawn from the
+``cross_validation`` (``spcl_nnunet folds``, for one's own dataset): k-fold cross-validation over
+the *labeled* cases, grouped by patient; each fold has its own validation cases, which are never
+label-less (placeholder) cases. ``splits_final.json`` holds exactly those labeled cases, so
+nnU-Net's stock trainers never train on a placeholder label.
+
+``labeled_subsets`` (the paper's benchmark protocol: converters, ``spcl_nnunet synthetic``,
+``spcl_nnunet splits``): a fold is one labeled configuration: ``num_labeled`` scans drawn from the
 training pool (draw number ``split``), with a validation set that is the same for every fold.
 Each count has ``repeats`` splits (``splits_per_count`` can give a count more or fewer); a count
 equal to the size of the training pool ("all labeled") gets a single fold. Folds are numbered in
@@ -23,20 +29,24 @@ import numpy as np
 SPLITS_FILE = "splits_final.json"
 FOLDS_FILE = "spcl_folds.json"
 FOLDS_VERSION = 1
+LABELED_SUBSETS = "labeled_subsets"
+CROSS_VALIDATION = "cross_validation"
+FOLD_KINDS = (LABELED_SUBSETS, CROSS_VALIDATION)
 
 
 @dataclass
 class FoldSpec:
-    """One labeled configuration."""
+    """One fold: its training (labeled) cases; a cross-validation fold also has its own ``val``."""
 
     fold: int
     num_labeled: int
     split: int
     labeled: list[str]
+    val: list[str] | None = None      # None: the table's fixed validation cases (labeled subsets)
 
     def to_json(self) -> dict[str, Any]:
         return {"fold": self.fold, "num_labeled": self.num_labeled, "split": self.split,
-                "labeled": list(self.labeled)}
+                "labeled": list(self.labeled), **({"val": list(self.val)} if self.val is not None else {})}
 
 
 @dataclass
@@ -51,13 +61,33 @@ class FoldTable:
     repeats: int
     folds: list[FoldSpec] = field(default_factory=list)
     splits_per_count: dict[int, int] = field(default_factory=dict)   # count -> its number of splits
+    kind: str = LABELED_SUBSETS
+
+    @property
+    def cross_validation(self) -> bool:
+        return self.kind == CROSS_VALIDATION
+
+    def val_of(self, spec: FoldSpec) -> list[str]:
+        """The validation cases of fold ``spec``."""
+        return list(spec.val) if spec.val is not None else list(self.val)
+
+    def validation_cases(self) -> list[str]:
+        """Every case that validates some fold, sorted."""
+        return sorted({case for spec in self.folds for case in self.val_of(spec)})
+
+    def group_count(self, spec: FoldSpec) -> int:
+        """The labeled count a fold's results are grouped under: its number of labeled scans, or
+        for cross-validation every fold's, the labeled cases of the whole table."""
+        return len(self.train_pool) if self.cross_validation else spec.num_labeled
 
     def splits_final(self) -> list[dict[str, list[str]]]:
         """nnU-Net's ``splits_final.json`` content: element f is fold f."""
-        return [{"train": list(spec.labeled), "val": list(self.val)} for spec in self.folds]
+        return [{"train": list(spec.labeled), "val": self.val_of(spec)} for spec in self.folds]
 
     def describe(self) -> str:
         """Human-readable table: fold | labeled scans | split | cases."""
+        if self.cross_validation:
+            return self._describe_cross_validation()
         rows = [("fold", "labeled scans", "split", "cases")]
         for spec in self.folds:
             shown = ", ".join(spec.labeled[:6]) + (f", ... (+{len(spec.labeled) - 6})" if len(spec.labeled) > 6 else "")
@@ -70,8 +100,25 @@ class FoldTable:
                   f"seed {self.seed}")
         return header + "\n" + "\n".join(lines)
 
+    def _describe_cross_validation(self) -> str:
+        rows = [("fold", "train scans", "val scans", "validation cases")]
+        for spec in self.folds:
+            val = self.val_of(spec)
+            shown = ", ".join(val[:6]) + (f", ... (+{len(val) - 6})" if len(val) > 6 else "")
+            rows.append((str(spec.fold), str(len(spec.labeled)), str(len(val)), shown))
+        widths = [max(len(row[i]) for row in rows) for i in range(3)]
+        lines = [" | ".join([row[0].rjust(widths[0]), row[1].rjust(widths[1]), row[2].rjust(widths[2]), row[3]])
+                 for row in rows]
+        lines.insert(1, "-+-".join(["-" * w for w in widths] + ["-" * 5]))
+        header = (f"{len(self.folds)}-fold cross-validation over {len(self.train_pool)} labeled scans, grouped by "
+                  f"patient; test {len(self.test)}, seed {self.seed}")
+        return header + "\n" + "\n".join(lines)
+
     def to_json(self) -> dict[str, Any]:
         """The JSON-serialisable form written to ``spcl_folds.json``."""
+        if self.cross_validation:
+            return {"version": FOLDS_VERSION, "kind": CROSS_VALIDATION, "seed": self.seed, "test": list(self.test),
+                    "train_pool": list(self.train_pool), "folds": [spec.to_json() for spec in self.folds]}
         return {
             "version": FOLDS_VERSION,
             "seed": self.seed,
@@ -92,6 +139,11 @@ class FoldTable:
             raise ValueError(f"{source}: expected a JSON object, got {type(data).__name__}")
         if data.get("version") != FOLDS_VERSION:
             raise ValueError(f"{source}: expected \"version\": {FOLDS_VERSION}, got {data.get('version')!r}")
+        kind = data.get("kind", LABELED_SUBSETS)
+        if kind not in FOLD_KINDS:
+            raise ValueError(f"{source}: expected \"kind\" to be one of {', '.join(FOLD_KINDS)}, got {kind!r}")
+        if kind == CROSS_VALIDATION:
+            return cls._cross_validation_from_json(data, source)
         missing = {"seed", "val", "test", "train_pool", "labeled_counts", "repeats", "folds"} - set(data)
         if missing:
             raise ValueError(f"{source}: missing key(s) {sorted(missing)}")
@@ -128,6 +180,30 @@ class FoldTable:
         validate_fold_table(table, source)
         return table
 
+    @classmethod
+    def _cross_validation_from_json(cls, data: Mapping[str, Any], source: str) -> "FoldTable":
+        missing = {"seed", "test", "train_pool", "folds"} - set(data)
+        if missing:
+            raise ValueError(f"{source}: missing key(s) {sorted(missing)}")
+        extra = set(data) - {"version", "kind", "seed", "test", "train_pool", "folds"}
+        if extra:
+            raise ValueError(f"{source}: unexpected key(s) {sorted(extra)} in a cross-validation fold table")
+        if not isinstance(data["folds"], list):
+            raise ValueError(f"{source}: expected \"folds\" to be a list, got {type(data['folds']).__name__}")
+        folds = []
+        for item in data["folds"]:
+            if not isinstance(item, Mapping) or set(item) != {"fold", "num_labeled", "split", "labeled", "val"}:
+                raise ValueError(f"{source}: expected each cross-validation fold to be an object with keys fold, "
+                                 f"num_labeled, split, labeled, val; got {item!r}")
+            folds.append(FoldSpec(fold=_int(item["fold"], "fold", source, minimum=0),
+                                  num_labeled=_int(item["num_labeled"], "num_labeled", source, minimum=1),
+                                  split=_int(item["split"], "split", source, minimum=0),
+                                  labeled=_case_list(item["labeled"], f"labeled of fold {item['fold']}", source),
+                                  val=_case_list(item["val"], f"val of fold {item['fold']}", source)))
+        return cross_validation_table(folds, _case_list(data["train_pool"], "train_pool", source),
+                                      _case_list(data["test"], "test", source),
+                                      _int(data["seed"], "seed", source, minimum=0), source)
+
 
 def _int(value: Any, name: str, source: str, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
@@ -153,8 +229,43 @@ def _expected_layout(pool_size: int, counts: Sequence[int], repeats: int,
     return [(fold, count, split) for fold, (count, split) in enumerate(pairs)]
 
 
+def cross_validation_table(folds: Sequence[FoldSpec], train_pool: Sequence[str], test: Sequence[str], seed: int,
+                           source: str) -> FoldTable:
+    """A cross-validation fold table, checked: folds numbered 0..k-1 (``split`` = fold), each
+    fold's training and validation cases disjoint, non-empty and inside ``train_pool`` (the
+    labeled cases), ``num_labeled`` = its training cases, no test case anywhere."""
+    pool = set(train_pool)
+    if not pool:
+        raise ValueError(f"{source}: the training pool (labeled cases) is empty")
+    overlap = pool & set(test)
+    if overlap:
+        raise ValueError(f"{source}: train_pool and test overlap: {sorted(overlap)[:10]}")
+    got = [(spec.fold, spec.split) for spec in folds]
+    if not folds or got != [(f, f) for f in range(len(folds))]:
+        raise ValueError(f"{source}: expected folds numbered 0..k-1 with split = fold, got (fold, split) = {got}")
+    for spec in folds:
+        if spec.val is None or not spec.val or not spec.labeled:
+            raise ValueError(f"{source}: fold {spec.fold} needs training and validation cases (got "
+                             f"{len(spec.labeled)} training, {len(spec.val or [])} validation)")
+        if spec.num_labeled != len(spec.labeled):
+            raise ValueError(f"{source}: fold {spec.fold} lists {len(spec.labeled)} training cases, expected "
+                             f"num_labeled = {spec.num_labeled}")
+        both = sorted(set(spec.labeled) & set(spec.val))
+        if both:
+            raise ValueError(f"{source}: fold {spec.fold} has case(s) in both train and val: {both[:10]}")
+        stray = sorted((set(spec.labeled) | set(spec.val)) - pool)
+        if stray:
+            raise ValueError(f"{source}: fold {spec.fold} names case(s) outside train_pool (the labeled cases): "
+                             f"{stray[:10]}")
+    return FoldTable(seed=seed, val=[], test=sorted(test), train_pool=sorted(pool), labeled_counts=[len(pool)],
+                     repeats=len(folds), folds=list(folds), kind=CROSS_VALIDATION)
+
+
 def validate_fold_table(table: FoldTable, source: str = "fold table") -> None:
     """Check the invariants of a fold table; raise ValueError naming ``source``."""
+    if table.cross_validation:
+        cross_validation_table(table.folds, table.train_pool, table.test, table.seed, source)
+        return
     pool = set(table.train_pool)
     if not pool:
         raise ValueError(f"{source}: the training pool is empty")
@@ -301,7 +412,12 @@ def load_fold_table(folder: str | os.PathLike[str]) -> FoldTable:
     folds_path = folder / FOLDS_FILE
     splits_path = folder / SPLITS_FILE
     table = FoldTable.from_json(_read_json(folds_path), source=str(folds_path))
-    splits = _read_json(splits_path)
+    check_splits_agree(_read_json(splits_path), table, splits_path)
+    return table
+
+
+def check_splits_agree(splits: Any, table: FoldTable, splits_path: Path) -> None:
+    """``splits_final.json``'s content is exactly the table's folds (case order aside)."""
     expected = table.splits_final()
     if not isinstance(splits, list) or len(splits) != len(expected):
         got = len(splits) if isinstance(splits, list) else type(splits).__name__
@@ -311,6 +427,5 @@ def load_fold_table(folder: str | os.PathLike[str]) -> FoldTable:
             raise ValueError(f"{splits_path}: fold {fold}: expected an object with \"train\" and \"val\"")
         for key in ("train", "val"):
             if not isinstance(entry[key], list) or sorted(entry[key]) != sorted(want[key]):
-                raise ValueError(f"{splits_path}: fold {fold}: \"{key}\" disagrees with {folds_path.name} "
+                raise ValueError(f"{splits_path}: fold {fold}: \"{key}\" disagrees with {FOLDS_FILE} "
                                  f"(expected {len(want[key])} cases {sorted(want[key])[:5]}...)")
-    return table

@@ -18,6 +18,9 @@ from spcl_nnunet.training.schedules import SCHEDULES
 PRETRAINER = "SPConPretrainTrainer_demo"
 FINETUNER = "SPConFinetuneTrainer_demo"
 BASELINE = "SPConBaselineTrainer_demo"
+# the default profile's anatomy at 64 x 64 px instead of 96 x 96: a plan that trains about twice as fast
+# on the CPU, so that 300 fine-tuning iterations at batch 8 fit the demo's 10 minutes
+IMAGE_SIZE = (64, 64)
 
 
 def schedule_iterations(role: str) -> int:
@@ -30,16 +33,10 @@ def spread_note(difference: float) -> str:
     """How to read one demo run's SP-Con - baseline difference (a fraction of Dice)."""
     return (f"SP-Con - baseline: {100 * difference:+.1f} Dice points in this run. At this short budget "
             f"({schedule_iterations('pretrain')} pre-training + {schedule_iterations('finetune')} fine-tuning "
-            f"iterations on the CPU) one run's result swings by 10-15 "
-            f"points from run to run for either method (README: What the demo does, which lists the runs "
-            f"measured): one run is not a verdict. The comparison with the power to decide is in the README "
-            f"(Quality runs on the acdc profile, 'The transfer recipe'): fine-tuning with one learning rate for "
-            f"every layer (the paper's recipe, SPConFinetuneTrainer_paperRecipe) lost to the scratch baseline on "
-            f"every split there; the default used here trains the pre-trained encoder at a tenth of the "
-            f"decoder's rate, chosen on validation scans. On the test scans that default is level with the "
-            f"baseline (+1.0 [-5.2, +7.2] points at 1 labeled scan over 8 splits, +4.7 [-2.0, +11.5] at 2 over 4): "
-            f"no gain that excludes zero. The demo shows the workflow; for a measurement use "
-            f"'spcl_nnunet experiment' (README: Experiments).\n")
+            f"iterations on the CPU) one run's result swings by 10-15 points from run to run for either method "
+            f"(benchmarks/README.md, 'Demo runs'): one run is not a verdict. The comparison with the power to "
+            f"decide, over splits with confidence intervals, is in docs/results.md; for a measurement on your "
+            f"own data use 'spcl_nnunet experiment' (docs/experiments.md).\n")
 
 
 def run_demo(workdir: Path, dataset_id: int = 901, device: str = "auto", seed: int = 0, fold: int = 0,
@@ -53,8 +50,9 @@ def run_demo(workdir: Path, dataset_id: int = 901, device: str = "auto", seed: i
     print(f"spcl_nnunet demo: device {device}, working folder {workdir}\n"
           f"nnU-Net folders: {env['nnUNet_raw']}, {env['nnUNet_preprocessed']}, {env['nnUNet_results']}")
 
-    banner("1/6 synthetic cardiac cine-MRI dataset, nnU-Net 2d planning and preprocessing")
-    ds = prepare_synthetic(env, dataset_id, seed, n_patients, log)
+    banner(f"1/6 synthetic cardiac cine-MRI dataset ({IMAGE_SIZE[0]} x {IMAGE_SIZE[1]} px), nnU-Net 2d planning "
+           f"and preprocessing")
+    ds = prepare_synthetic(env, dataset_id, seed, n_patients, log, image_size=IMAGE_SIZE)
 
     banner("2/6 SP-Con pre-training of the encoder (slice-position meta-label)")
     pretrained = train(env, ds, fold, PRETRAINER, device, log)

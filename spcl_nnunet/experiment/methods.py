@@ -26,6 +26,11 @@ class Method:
 
 METHODS: dict[str, Method] = {m.name: m for m in (
     Method("baseline", "baseline (scratch)", "SPConBaselineTrainer"),
+    # nnU-Net's own recipe (nnUNetTrainer: SGD, poly, Dice + CE), and SP-Con fine-tuned with it on
+    # nnU-Net 2.8's warm-up, the pre-trained encoder held back as in "spcon"
+    Method("nnunet", "nnU-Net (nnUNetTrainer recipe)", "SPConBaselineTrainer_nnUNetRecipe"),
+    Method("spcon-nnunet", "SP-Con (pre-train), nnU-Net's recipe", "SPConFinetuneTrainer_nnUNetRecipe",
+           "SPConPretrainTrainer"),
     Method("spcon", "SP-Con (pre-train)", "SPConFinetuneTrainer", "SPConPretrainTrainer"),
     # the paper's fine-tuning recipe (one learning rate); "spcon" trains the pre-trained encoder at a
     # tenth of the decoder's rate (issue #19, chosen on validation scans)

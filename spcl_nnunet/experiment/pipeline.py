@@ -145,16 +145,18 @@ def dataset_paths(env: dict[str, str], dataset_id: int, name: str) -> Dataset:
                    Path(env["nnUNet_results"]) / folder)
 
 
-def prepare_synthetic(env: dict[str, str], dataset_id: int, seed: int, n_patients: int, log: Path) -> Dataset:
-    """Synthetic raw dataset -> nnU-Net 2d plan + preprocessing -> sidecars next to it.
-    Steps already done (same dataset id) are reused."""
+def prepare_synthetic(env: dict[str, str], dataset_id: int, seed: int, n_patients: int, log: Path,
+                      image_size: tuple[int, int] | None = None) -> Dataset:
+    """Synthetic raw dataset (``image_size``: None = the profile's) -> nnU-Net 2d plan +
+    preprocessing -> sidecars next to it. Steps already done (same dataset id) are reused."""
     from spcl_nnunet.synthetic import DATASET_NAME, generate_synthetic_dataset
 
     ds = dataset_paths(env, dataset_id, DATASET_NAME)
     if ds.raw.is_dir():
         print(f"reusing the synthetic dataset in {ds.raw}")
     else:
-        generate_synthetic_dataset(env["nnUNet_raw"], dataset_id, n_patients=n_patients, seed=seed)
+        generate_synthetic_dataset(env["nnUNet_raw"], dataset_id, n_patients=n_patients, seed=seed,
+                                   image_size=image_size)
         print(f"wrote {ds.raw}")
     if (ds.preprocessed / "nnUNetPlans.json").is_file() and (ds.preprocessed / "nnUNetPlans_2d").is_dir():
         print(f"reusing nnU-Net's preprocessed data in {ds.preprocessed}")

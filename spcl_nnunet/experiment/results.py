@@ -20,6 +20,8 @@ from typing import Any
 
 STD_NOTE = "std over splits with ddof = 1 (sample standard deviation); n/a with a single split"
 BASELINE_METHOD = "baseline"
+# the scratch baselines every other method is compared with: the paper's recipe, nnU-Net's recipe
+BASELINE_METHODS = (BASELINE_METHOD, "nnunet")
 
 
 def dice_from_summary(summary: Mapping[str, Any], labels: Mapping[int, str]) -> tuple[dict[str, float], float]:
@@ -112,18 +114,21 @@ def paired_difference(runs: Mapping[int, Mapping[str, Any]], baseline: Mapping[i
 
 
 def paired_comparisons(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """``paired_difference`` of every method against the baseline at every labeled count that has
-    both (``results.json``'s ``paired_comparison``)."""
+    """``paired_difference`` of every method against each baseline (``BASELINE_METHODS``) at every
+    labeled count that has both (``results.json``'s ``paired_comparison``; ``against`` names the
+    baseline)."""
     out = []
     for count in sorted({r["num_labeled"] for r in records}):
         at_count = [r for r in records if r["num_labeled"] == count]
-        baseline = {r["split"]: r for r in at_count if r["method"] == BASELINE_METHOD}
-        for method, label in _methods(at_count):
-            if method == BASELINE_METHOD or not baseline:
-                continue
-            paired = paired_difference({r["split"]: r for r in at_count if r["method"] == method}, baseline)
-            if paired is not None:
-                out.append({"method": method, "label": label, "num_labeled": count, **paired})
+        for reference in BASELINE_METHODS:
+            baseline = {r["split"]: r for r in at_count if r["method"] == reference}
+            for method, label in _methods(at_count):
+                if method in BASELINE_METHODS or not baseline:
+                    continue
+                paired = paired_difference({r["split"]: r for r in at_count if r["method"] == method}, baseline)
+                if paired is not None:
+                    out.append({"method": method, "label": label, "num_labeled": count, "against": reference,
+                                **paired})
     return out
 
 
@@ -134,9 +139,10 @@ def paired_markdown(comparisons: Sequence[Mapping[str, Any]]) -> str:
     rows = []
     for c in comparisons:
         interval = "n/a" if c["ci95"] is None else f"[{100 * c['ci95'][0]:+.2f}, {100 * c['ci95'][1]:+.2f}]"
-        rows.append([c["label"], str(c["num_labeled"]), str(c["n"]), f"{100 * c['mean_difference']:+.2f}", interval,
+        rows.append([c["label"], c.get("against", BASELINE_METHOD), str(c["num_labeled"]), str(c["n"]),
+                     f"{100 * c['mean_difference']:+.2f}", interval,
                      f"{c['above']} / {c['below']}" + (f" ({c['level']} level)" if c["level"] else "")])
-    return _table(["method", "labeled", "splits", "mean − baseline", "95 % CI (t over splits)",
+    return _table(["method", "baseline", "labeled", "splits", "mean − baseline", "95 % CI (t over splits)",
                    "splits above / below"], rows)
 
 
@@ -150,7 +156,8 @@ def table3_markdown(records: Sequence[Mapping[str, Any]]) -> str:
         at_count = [r for r in records if r["num_labeled"] == count]
         splits = sorted({r["split"] for r in at_count})
         baseline = {r["split"]: r for r in at_count if r["method"] == BASELINE_METHOD}
-        header = ["method"] + [f"split {s}" for s in splits] + [f"{c} mean (std)" for c in classes] + \
+        column = "fold" if any(r.get("folds") == "cross_validation" for r in at_count) else "split"
+        header = ["method"] + [f"{column} {s}" for s in splits] + [f"{c} mean (std)" for c in classes] + \
             ["mean (std)"] + (["− baseline, same splits"] if baseline else [])
         rows = []
         for method, label in _methods(at_count):
@@ -180,10 +187,11 @@ def table2_markdown(records: Sequence[Mapping[str, Any]]) -> str:
     return _table(header, rows)
 
 
-def results_markdown(records: Sequence[Mapping[str, Any]], title: str, scans: str = "test") -> str:
+def results_markdown(records: Sequence[Mapping[str, Any]], title: str, scans: str = "test",
+                     notes: Sequence[str] = ()) -> str:
     source = ("nnU-Net's final validation of each run (`validation/summary.json`: the fold table's validation "
               "scans, final weights)" if scans == "validation" else "nnU-Net's evaluation (`summary.json` of each run)")
-    return (f"# {title}\n\n3D Dice (%) on the {scans} scans, from {source}; "
+    return (f"# {title}\n\n" + "".join(f"{note}\n\n" for note in notes) + f"3D Dice (%) on the {scans} scans, from {source}; "
             f"{STD_NOTE}.\n\n## Per labeled count (Table 3 form)\n\nSplit columns: the mean Dice over the classes of "
             f"that split's run.\n\n{table3_markdown(records)}\n\n## Learning curve (Table 2 form)\n\n"
             f"Mean (std) over splits of the mean Dice over the classes.\n\n{table2_markdown(records)}\n\n"
@@ -259,7 +267,7 @@ def write_json(path: Path, data: Any) -> None:
 
 
 def write_results(workdir: Path, records: Sequence[Mapping[str, Any]], header: Mapping[str, Any],
-                  title: str, scans: str = "test") -> list[Path]:
+                  title: str, scans: str = "test", notes: Sequence[str] = ()) -> list[Path]:
     """results.json, results.csv, results.md and learning_curve.png in ``workdir`` (scores of the
     test scans); ``validation_results.*`` and ``validation_learning_curve.png`` for the validation
     scans' scores (``scans="validation"``)."""
@@ -268,6 +276,6 @@ def write_results(workdir: Path, records: Sequence[Mapping[str, Any]], header: M
                                                        "learning_curve.png")]
     write_json(paths[0], {**header, "runs": list(records), "paired_comparison": paired_comparisons(records)})
     write_text(paths[1], results_csv(records))
-    write_text(paths[2], results_markdown(records, title, scans))
+    write_text(paths[2], results_markdown(records, title, scans, notes))
     plot_learning_curve(records, paths[3], scans)
     return paths

@@ -32,7 +32,7 @@ import sys
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -54,7 +54,7 @@ EXPERIMENT_VERSION = 1
 # where a run's record lives, per --evaluate: the test scans' predictions, or the scores of nnU-Net's
 # final validation on the fold table's validation scans
 EVALUATIONS = {"test": "test_predictions", "validation": "validation_scores"}
-PRETRAIN_FOLD = 0     # the pre-training pool (all training images but the fixed validation ones) is every fold's
+PRETRAIN_FOLD = 0     # labeled subsets: the pre-training pool (all training images but the fixed validation ones) is every fold's
 
 
 @dataclass
@@ -67,7 +67,10 @@ class ExperimentConfig:
     splits: list[int] | None = None      # None: every split
     device: str = "auto"
     jobs: int = 1
-    evaluate: str = "test"               # "test": predict the test scans; "validation": nnU-Net's final validation
+    evaluate: str | None = None          # "test": predict the test scans; "validation": nnU-Net's final validation;
+                                         # None: "validation" on cross-validation folds, else "test"
+    folds: list[int] | None = None       # fold numbers to run (instead of --labeled/--splits)
+    shared_pretraining: bool = False     # cross-validation: one pre-training (fold 0's) for every fold
     pretraining_from: Path | None = None  # the pretraining/ folder of another experiment to take checkpoints from
     pretrain_only: bool = False          # train the methods' pre-trainings and stop (no runs)
 
@@ -104,11 +107,19 @@ def find_raw_dataset(raw_root: Path, dataset_id: int) -> Path:
     return matches[0]
 
 
-def select_folds(table: FoldTable, labeled: list[int] | None, splits: list[int] | None, source: str
-                 ) -> list[FoldSpec]:
-    """The folds of (labeled count, split) asked for. With both lists every pair must exist; with
-    one list, each of its values must match a fold; with none, every fold."""
-    existing = {(f.num_labeled, f.split): f for f in table.folds}
+def select_folds(table: FoldTable, labeled: list[int] | None, splits: list[int] | None, source: str,
+                 folds: list[int] | None = None) -> list[FoldSpec]:
+    """The folds asked for: by number (``folds``), or by (labeled count, split). With both lists
+    every pair must exist; with one list, each of its values must match a fold; with none, every
+    fold."""
+    if folds is not None:
+        if labeled is not None or splits is not None:
+            raise ValueError("--folds selects folds by number: give it without --labeled/--splits")
+        unknown = [f for f in folds if not 0 <= f < len(table.folds)]
+        if unknown:
+            raise ValueError(f"{source} has no fold {unknown}: it has folds 0..{len(table.folds) - 1}")
+        return [table.folds[f] for f in dict.fromkeys(folds)]
+    existing = {(table.group_count(f), f.split): f for f in table.folds}
     available = "; ".join(f"{c} labeled: split(s) {', '.join(str(s) for (cc, s) in existing if cc == c)}"
                           for c in table.labeled_counts)
     if labeled is not None and splits is not None:
@@ -120,7 +131,7 @@ def select_folds(table: FoldTable, labeled: list[int] | None, splits: list[int] 
         unknown = [v for v in values or [] if v not in {key[index] for key in existing}]
         if unknown:
             raise ValueError(f"{source} has no fold with {name} {unknown}; it has: {available}")
-    return [f for f in table.folds if (labeled is None or f.num_labeled in labeled)
+    return [f for f in table.folds if (labeled is None or table.group_count(f) in labeled)
             and (splits is None or f.split in splits)]
 
 
@@ -174,8 +185,12 @@ def check_workdir(plan: Plan) -> None:
                              f"another --workdir")
 
 
-def check_evaluation(config: ExperimentConfig) -> None:
-    """``--evaluate validation`` scores nnU-Net's final validation: every trainer must run it."""
+def check_evaluation(config: ExperimentConfig, table: FoldTable) -> str:
+    """The evaluation to run (``config.evaluate``, or by default the folds' validation scans for a
+    cross-validation table, the test scans otherwise); ``validation`` scores nnU-Net's final
+    validation, so every trainer must run it."""
+    if config.evaluate is None:
+        config = replace(config, evaluate="validation" if table.cross_validation else "test")
     if config.evaluate not in EVALUATIONS:
         raise ValueError(f"--evaluate must be one of {', '.join(EVALUATIONS)}, got {config.evaluate!r}")
     if config.evaluate == "validation":
@@ -184,21 +199,39 @@ def check_evaluation(config: ExperimentConfig) -> None:
             raise ValueError(f"--evaluate validation scores nnU-Net's final validation, which schedule "
                              f"{config.schedule.name!r} turns off (final_validation = False) for method(s) "
                              f"{', '.join(skipping)}: use a schedule that validates")
+    return config.evaluate
 
 
-def pretraining_folder(root: Path, dataset: str, trainer: str) -> Path:
-    """nnU-Net's output folder of the shared pre-training ``trainer`` under a ``pretraining/`` root."""
-    return training_folder(root / trainer / dataset, trainer, PRETRAIN_FOLD)
+def pretraining_folder(root: Path, dataset: str, trainer: str, fold: int = PRETRAIN_FOLD) -> Path:
+    """nnU-Net's output folder of the pre-training ``trainer`` of ``fold`` under a ``pretraining/`` root."""
+    return training_folder(root / trainer / dataset, trainer, fold)
 
 
-def check_pretraining_from(root: Path, dataset: str, pretrainers: list[str]) -> None:
+def pretraining_fold(table: FoldTable, spec: FoldSpec, shared: bool) -> int:
+    """The fold whose pre-training a run of ``spec`` starts from. Labeled subsets share one pool
+    (every training image but the fixed validation ones): fold 0's. Cross-validation: the fold's
+    own, which never sees the fold's validation images, unless ``shared`` (fold 0's for all)."""
+    return spec.fold if table.cross_validation and not shared else PRETRAIN_FOLD
+
+
+def pretraining_note(table: FoldTable, shared: bool) -> str:
+    """What the tables say about the pre-trainings (an optimistic estimate is named as such)."""
+    if not table.cross_validation:
+        return "one pre-training for every fold (all training images but the fixed validation scans)"
+    if shared:
+        return ("ONE SHARED pre-training (fold 0's) for every fold: it saw the validation images of folds 1.. "
+                "(without their labels), so their scores are optimistic")
+    return "one pre-training per fold, which never saw that fold's validation images"
+
+
+def check_pretraining_from(root: Path, dataset: str, pretrainers: list[str], folds: list[int]) -> None:
     """``--pretraining-from``: every pre-training the methods need is finished there (it is used,
     never trained or resumed in another experiment's folder)."""
     if not root.is_dir():
         raise FileNotFoundError(f"--pretraining-from {root}: no such folder (expected the pretraining/ folder of "
                                 f"another experiment)")
-    missing = [str(pretraining_folder(root, dataset, t) / "checkpoint_final.pth") for t in pretrainers
-               if training_state(pretraining_folder(root, dataset, t), validated=False) != "finished"]
+    missing = [str(pretraining_folder(root, dataset, t, f) / "checkpoint_final.pth") for t in pretrainers for f in folds
+               if training_state(pretraining_folder(root, dataset, t, f), validated=False) != "finished"]
     if missing:
         raise FileNotFoundError(f"--pretraining-from {root} has no finished pre-training for {dataset}: missing "
                                 f"{', '.join(missing)} (finish it in its own experiment first)")
@@ -209,7 +242,7 @@ def make_plan(config: ExperimentConfig) -> Plan:
     test cases, working folder, schedule against the trainers, device."""
     environ = os.environ
     workdir = config.workdir.resolve()
-    config.workdir = workdir
+    config = replace(config, workdir=workdir)
     if config.jobs < 1:
         raise ValueError(f"--jobs must be at least 1, got {config.jobs}")
     raw_root = Path(environ.get("nnUNet_raw") or workdir / "nnUNet_raw")
@@ -218,27 +251,31 @@ def make_plan(config: ExperimentConfig) -> Plan:
     missing = [name for name in SIDECAR_FILES if not (raw / name).is_file()]
     if missing:
         raise FileNotFoundError(
-            f"{raw} lacks {', '.join(missing)}: the experiment needs the meta-labels and the labeled-subset folds. "
-            f"Datasets made by a converter ('spcl_nnunet convert ...') or 'spcl_nnunet synthetic' have them; for "
-            f"another dataset write meta_labels.json (format in the README) and run "
-            f"'spcl_nnunet splits -d {config.dataset_id} --val-groups N'")
+            f"{raw} lacks {', '.join(missing)}: the experiment needs the meta-labels and the folds. For your own "
+            f"dataset run 'spcl_nnunet metalabels -d {config.dataset_id}' and 'spcl_nnunet folds -d "
+            f"{config.dataset_id}'; datasets made by a converter ('spcl_nnunet convert ...') or 'spcl_nnunet "
+            f"synthetic' have them")
     meta = load_meta_labels(raw / META_LABELS_FILE)
     table = load_fold_table(raw)
     dataset_json = json.loads((raw / "dataset.json").read_text())
-    folds = select_folds(table, config.labeled, config.splits, str(raw / FOLDS_FILE))
+    folds = select_folds(table, config.labeled, config.splits, str(raw / FOLDS_FILE), config.folds)
+    if config.shared_pretraining and not table.cross_validation:
+        raise ValueError(f"--shared-pretraining applies to cross-validation folds; {raw / FOLDS_FILE} holds labeled "
+                         f"subsets, whose folds share one pre-training anyway")
     for method in config.methods:
         lacking = [k for k in method.meta_labels if k not in meta.keys()]
         if lacking:
             raise ValueError(f"method {method.name!r} needs the meta-label(s) {lacking}, which "
                              f"{raw / META_LABELS_FILE} does not define (it has: {', '.join(meta.keys()) or 'none'} "
                              f"+ slice position)")
-    check_test_set(raw, dataset_json, table)
+    config = replace(config, evaluate=check_evaluation(config, table))
+    if config.evaluate == "test":
+        check_test_set(raw, dataset_json, table)
     from spcl_nnunet.training.base import schedule_overrides
 
     pretrainers = pretraining_order(config.methods)
     for trainer in pretrainers + list(dict.fromkeys(m.trainer for m in config.methods)):
         schedule_overrides(trainer_class(trainer), config.schedule)
-    check_evaluation(config)
     if config.pretrain_only and not pretrainers:
         raise ValueError(f"--pretrain-only: none of the methods {', '.join(m.name for m in config.methods)} "
                          f"is pre-trained")
@@ -246,8 +283,9 @@ def make_plan(config: ExperimentConfig) -> Plan:
         raise ValueError("--pretrain-only trains the pre-trainings in this working folder; --pretraining-from "
                          "takes them from another one: give one of the two")
     if config.pretraining_from is not None:
-        config.pretraining_from = config.pretraining_from.resolve()
-        check_pretraining_from(config.pretraining_from, raw.name, pretrainers)
+        config = replace(config, pretraining_from=config.pretraining_from.resolve())
+        check_pretraining_from(config.pretraining_from, raw.name, pretrainers,
+                               sorted({pretraining_fold(table, f, config.shared_pretraining) for f in folds}))
     plan = Plan(config=config, device=resolve_device(config.device), raw=raw, pre=pre_root / raw.name,
                 dataset_json=dataset_json, table=table, folds=folds, pretrainers=pretrainers,
                 runs=[] if config.pretrain_only else [(m, f) for f in folds for m in config.methods])
@@ -414,25 +452,26 @@ class Runner:
             raise RuntimeError(f"nnUNetv2_train finished but {out} has no complete training (log: {log})")
         return final, done
 
-    def pretrain(self, trainer: str, start_from: Future | None = None) -> Path:
+    def pretrain(self, trainer: str, fold: int, start_from: Future | None = None) -> Path:
         results = (self.config.pretraining_from or self.workdir / "pretraining") / trainer
         users = ", ".join(m.name for m in self.config.methods if trainer in (m.pretrainer, m.pretrainer_from))
         start = time.time()
         where = f", from {self.config.pretraining_from}" if self.config.pretraining_from else ""
-        self.progress.line(f"pre-training {trainer} (fold {PRETRAIN_FOLD}, shared by {users}{where}) started")
+        self.progress.line(f"pre-training {trainer} (fold {fold}, for {users}{where}) started")
+        log = results / ("pretrain.log" if fold == PRETRAIN_FOLD else f"pretrain_fold_{fold}.log")
         try:
             pretrained = start_from.result() if start_from is not None else None
-            final, done = self.train(results, trainer, PRETRAIN_FOLD, results / "pretrain.log", pretrained,
-                                     f"pre-training {trainer}")
+            final, done = self.train(results, trainer, fold, log, pretrained, f"pre-training {trainer} fold {fold}")
         except Exception as err:
-            self.progress.line(f"pre-training {trainer} FAILED: {err}")
+            self.progress.line(f"pre-training {trainer} fold {fold} FAILED: {err}")
             raise
-        self.progress.line(f"pre-training {trainer} finished: {done} in {clock(time.time() - start)}")
+        self.progress.line(f"pre-training {trainer} fold {fold} finished: {done} in {clock(time.time() - start)}")
         return final
 
     def run(self, method: Method, spec: FoldSpec, pretraining: Future | None) -> dict[str, Any]:
         start = time.time()
-        name = f"{method.name}, {spec.num_labeled} labeled, split {spec.split} (fold {spec.fold})"
+        name = (f"{method.name}, fold {spec.fold}" if self.plan.table.cross_validation else
+                f"{method.name}, {spec.num_labeled} labeled, split {spec.split} (fold {spec.fold})")
         self.progress.line(f"started  {name}")
         folder = self.workdir / "runs" / method.name / f"fold_{spec.fold}"
         try:
@@ -497,8 +536,9 @@ class Runner:
         summary = json.loads(summary_path.read_text())
         cases = sorted(Path(c["reference_file"]).name[:-len(self.plan.dataset_json["file_ending"])]
                        for c in summary["metric_per_case"])
-        if cases != sorted(self.plan.table.val):
-            raise RuntimeError(f"{summary_path} scores {len(cases)} case(s), not the fold table's {len(self.plan.table.val)} "
+        expected = sorted(self.plan.table.val_of(spec))
+        if cases != expected:
+            raise RuntimeError(f"{summary_path} scores {len(cases)} case(s), not fold {spec.fold}'s {len(expected)} "
                                f"validation cases (nnU-Net's splits_final.json does not match spcl_folds.json?)")
         target.mkdir(parents=True, exist_ok=True)
         record = self.record(method, spec, stamp, pretrained, summary, checkpoint.parent / "validation", summary_path,
@@ -512,7 +552,9 @@ class Runner:
         dice, mean = dice_from_summary(summary, foreground_labels(self.plan.dataset_json))
         return {"method": method.name, "label": method.label, "trainer": method.trainer,
                 "pretrainer": method.pretrainer,
-                "pretrainer_from": method.pretrainer_from, "fold": spec.fold, "num_labeled": spec.num_labeled,
+                "pretrainer_from": method.pretrainer_from, "fold": spec.fold,
+                "num_labeled": self.plan.table.group_count(spec), "training_cases": len(spec.labeled),
+                "folds": self.plan.table.kind,
                 "split": spec.split, "labeled_cases": list(spec.labeled),
                 "checkpoint": stamp, "pretrained_weights": str(pretrained) if pretrained else None,
                 "prediction_folder": str(prediction_folder), "summary": str(summary_path),
@@ -537,16 +579,21 @@ class Runner:
         pool = ThreadPoolExecutor(max_workers=plan.config.jobs)
         try:
             self.prepare()
-            pretrainings: dict[str, Future] = {}
-            for trainer in plan.pretrainers:      # a pre-training is submitted after the one it starts from
-                pretrainings[trainer] = pool.submit(self.pretrain, trainer,
-                                                    pretrainings.get(pretraining_start(plan.config.methods, trainer)))
+            pretrainings: dict[tuple[str, int], Future] = {}
+            shared = plan.config.shared_pretraining
+            pretrain_folds = list(dict.fromkeys(pretraining_fold(plan.table, f, shared) for f in plan.folds))
+            for fold in pretrain_folds:
+                for trainer in plan.pretrainers:      # a pre-training is submitted after the one it starts from
+                    start = pretraining_start(plan.config.methods, trainer)
+                    pretrainings[trainer, fold] = pool.submit(self.pretrain, trainer, fold,
+                                                              pretrainings.get((start, fold)))
             # one job: fold by fold (the pre-trainings were submitted first), so an interrupted experiment
             # leaves whole splits; several jobs: scratch runs first, as a run that waits for its
             # pre-training holds a job slot idle (sorted is stable: fold order within each group)
             ordered = (plan.runs if plan.config.jobs == 1
                        else sorted(plan.runs, key=lambda run: run[0].pretrainer is not None))
-            futures = [pool.submit(self.run, m, f, pretrainings.get(m.pretrainer)) for m, f in ordered]
+            futures = [pool.submit(self.run, m, f, pretrainings.get((m.pretrainer, pretraining_fold(plan.table, f, shared))))
+                       for m, f in ordered]
             for future in futures + list(pretrainings.values()):
                 future.exception()
         except KeyboardInterrupt as interrupt:
@@ -559,9 +606,9 @@ class Runner:
             self.progress.line("interrupted: run the same command again to resume (finished steps are reused)")
             return 143 if str(interrupt) == "SIGTERM" else 130
         pool.shutdown()
-        for trainer, future in pretrainings.items():
+        for (trainer, fold), future in pretrainings.items():
             if future.exception() is not None:
-                self.failures.insert(0, f"pre-training {trainer}: {future.exception()}")
+                self.failures.insert(0, f"pre-training {trainer} fold {fold}: {future.exception()}")
         paths = self.write_tables()
         self.progress.line(f"{len(plan.runs) - self.failed_runs}/{len(plan.runs)} run(s) finished; nnUNetv2_train "
                            f"ran {len(self.trained)} time(s)")
@@ -583,12 +630,21 @@ class Runner:
         if not records:
             return []
         records = sort_records(records, list(METHODS))
-        cases = self.plan.table.test if evaluate == "test" else self.plan.table.val
+        table = self.plan.table
+        cases = table.test if evaluate == "test" else table.validation_cases()
         header = {"dataset": self.plan.name, "dataset_id": self.config.dataset_id,
-                  "schedule": self.config.schedule.name, "evaluated_on": evaluate, f"{evaluate}_cases": sorted(cases)}
+                  "schedule": self.config.schedule.name, "evaluated_on": evaluate, f"{evaluate}_cases": sorted(cases),
+                  "folds": table.kind, "pretraining": pretraining_note(table, self.config.shared_pretraining)}
         title = f"{self.plan.name}: schedule {self.config.schedule.name!r}, {len(records)} run(s)"
         with self.tables_lock:
-            paths = write_results(self.workdir, records, header, title, scans=evaluate)
+            notes = []
+            if table.cross_validation:
+                notes.append(f"Folds: {len(table.folds)}-fold cross-validation over the {len(table.train_pool)} labeled "
+                             f"scans, grouped by patient; each fold is scored on its own validation scans, and the "
+                             f"paired comparisons are over folds.")
+            if any(r.get("pretrainer") for r in records):
+                notes.append(f"Pre-training: {header['pretraining']}.")
+            paths = write_results(self.workdir, records, header, title, scans=evaluate, notes=notes)
         if echo:
             self.out.write("\n" + table3_markdown(records) + "\n\n")
         return paths

@@ -86,9 +86,10 @@ def schedule_overrides(cls: type, schedule: Schedule) -> tuple[dict, list[str]]:
 
 
 class SPConTrainerBase(nnUNetTrainer):
-    """nnU-Net trainer whose folds are labeled configurations (``spcl_folds.json``).
+    """nnU-Net trainer whose folds come from ``spcl_folds.json``: cross-validation over the labeled
+    scans, or the paper's labeled configurations.
 
-    Fold f trains on the fold's labeled scans and validates on the fixed validation scans.
+    Fold f trains on the fold's labeled scans and validates on its validation scans.
     Missing or inconsistent sidecars stop the trainer at start with an error that names the
     file and the command that makes it; nnU-Net's random 5-fold split is never used.
     """
@@ -182,7 +183,7 @@ class SPConTrainerBase(nnUNetTrainer):
         identifiers = self.dataset_class.get_identifiers(self.preprocessed_dataset_folder)
         self.meta_labels.check_cases(identifiers, source=f"the preprocessed dataset {self.preprocessed_dataset_folder} "
                                                          f"(checked against {META_LABELS_FILE})")
-        unknown = sorted(set(self.fold_table.train_pool + self.fold_table.val) - set(identifiers))
+        unknown = sorted(set(self.fold_table.train_pool + self.fold_table.validation_cases()) - set(identifiers))
         if unknown:
             raise ValueError(f"{join(self.preprocessed_dataset_folder_base, FOLDS_FILE)} names cases that are not "
                              f"in the preprocessed dataset: {unknown[:10]}")
@@ -197,14 +198,19 @@ class SPConTrainerBase(nnUNetTrainer):
             raise ValueError(f"fold {self.fold} does not exist in {folds_file} "
                              f"(folds 0..{len(self.fold_table.folds) - 1}):\n{self.fold_table.describe()}")
         spec = self.fold_table.folds[self.fold]
-        tr_keys, val_keys = list(spec.labeled), list(self.fold_table.val)
+        tr_keys, val_keys = list(spec.labeled), self.fold_table.val_of(spec)
         placeholders = sorted(set(tr_keys + val_keys) & set(self.meta_labels.unlabeled))
         if placeholders:
             raise ValueError(f"{folds_file}: fold {self.fold} uses label-less cases (placeholder labels, listed "
                              f"under 'unlabeled' in {META_LABELS_FILE}) for supervision or validation: "
                              f"{placeholders}")
-        self.print_to_log_file(f"Fold {self.fold}: {spec.num_labeled} labeled scan(s) (random split {spec.split}, "
-                               f"seed {self.fold_table.seed}), {len(val_keys)} validation scans")
+        if self.fold_table.cross_validation:
+            self.print_to_log_file(f"Fold {self.fold} of {len(self.fold_table.folds)}-fold cross-validation over the "
+                                   f"labeled scans (grouped by patient): {len(tr_keys)} training, {len(val_keys)} "
+                                   f"validation scans")
+        else:
+            self.print_to_log_file(f"Fold {self.fold}: {spec.num_labeled} labeled scan(s) (random split {spec.split}, "
+                                   f"seed {self.fold_table.seed}), {len(val_keys)} validation scans")
         return tr_keys, val_keys
 
     def training_pool(self) -> tuple[list[str], list[str]]:

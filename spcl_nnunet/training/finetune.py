@@ -195,6 +195,33 @@ class SPConFinetuneTrainer_paperRecipe(SPConFinetuneTrainer):
     encoder_lr_factor = 1.0
 
 
+class SPConFinetuneTrainer_nnUNetRecipe(SPConFinetuneTrainer):
+    """Fine-tuning an SP-Con checkpoint with nnU-Net's recipe: SGD (lr 1e-2, momentum 0.99, Nesterov,
+    weight decay 3e-5), nnU-Net's Dice + CE with deep supervision, 1000 x 250 iterations at the plan's
+    batch, on nnU-Net 2.8's schedule for pre-trained weights (``nnUNetTrainer_warmup``: the rate
+    rises linearly over 50 epochs, then poly decay), the pre-trained encoder at ``encoder_lr_factor``
+    (0.1) x the rate, as in ``SPConFinetuneTrainer``. A schedule (``SPCL_SCHEDULE``) sets its length
+    and warm-up like every fine-tuning's. Method ``spcon-nnunet`` of ``spcl_nnunet experiment``."""
+    optimizer_name = "sgd"
+    use_dice_ce = True
+    warmup_epochs = 50                 # nnUNetTrainer_warmup's warmup_duration_whole_net
+    num_epochs_default = 1000
+    iterations_per_epoch = 250
+    weight_decay_default = 3e-5
+
+
+class SPConBaselineTrainer_nnUNetRecipe(SPConTrainerBase):
+    """nnU-Net's own baseline, ``nnUNetTrainer``, unchanged (SGD lr 1e-2 with poly decay, Dice + CE,
+    deep supervision, 1000 x 250 iterations at the plan's batch) on the plugin's strict folds, under
+    its own name so that a schedule (``SPCL_SCHEDULE``, role ``finetune``) can set its length. Method
+    ``nnunet`` of ``spcl_nnunet experiment``: the baseline nnU-Net users already have."""
+    schedule_role = "finetune"
+
+    def initialize(self):
+        self.load_spcon_sidecars()
+        super().initialize()
+
+
 class SPConFinetuneTrainer_ACDC(SPConFinetuneTrainer):
     """ACDC in the paper: 75 epochs, lr_init 1e-7."""
     num_epochs_default = 75
@@ -225,19 +252,19 @@ class SPConFinetuneTrainer_smoke(SPConFinetuneTrainer):
 
 
 class SPConFinetuneTrainer_demo(SPConFinetuneTrainer):
-    """CPU-sized fine-tuning for ``spcl_nnunet demo``: 7 x 20 = 140 iterations at batch 4 (the one
-    labeled scan has about 10 slices), RAdam peaking at 1e-3 after a 2-epoch warm-up (the paper's
-    1e-7 x 300 suits 15,000 iterations, not 140). No final validation: the demo scores the test
-    scans with nnUNetv2_predict; progress.png after epochs 4 and 7."""
-    num_epochs_default = 7
+    """CPU-sized fine-tuning for ``spcl_nnunet demo`` (64 x 64 px scans): 15 x 20 = 300 iterations at
+    batch 8, RAdam peaking at 1e-3 after a 2-epoch warm-up (the paper's 1e-7 x 300 suits 15,000
+    iterations, not 300). No final validation: the demo scores the test scans with nnUNetv2_predict;
+    progress.png after epochs 8 and 15."""
+    num_epochs_default = 15
     iterations_per_epoch = 20
     val_iterations_per_epoch = 2
-    batch_size_override = 4
+    batch_size_override = 8
     lr_init = 1e-4
     lr_multiplier = 10.0
     warmup_epochs = 2
     final_validation = False
-    progress_plot_every = 4
+    progress_plot_every = 8
 
 
 class SPConBaselineTrainer_demo(SPConBaselineTrainer, SPConFinetuneTrainer_demo):

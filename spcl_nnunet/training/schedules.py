@@ -90,16 +90,16 @@ SCHEDULES: dict[str, Schedule] = {s.name: s for s in (
                  semisupervised={"unlabeled_batch_size": 2, "num_scans_per_batch": 2, "ema_decay": 0.99,
                                  "rampup_epochs": 2, "heatmap_every": 2})),
     Schedule("demo", "the demo's CPU-sized schedule (the *_demo trainers): pre-training 5 x 25 iterations of "
-                     "4 scans x 3 slices x 2 views, fine-tuning 7 x 20 iterations at batch 4, no final "
+                     "4 scans x 3 slices x 2 views, fine-tuning 15 x 20 iterations at batch 8, no final "
                      "validation (the test scans are predicted), progress.png twice per training",
              **_with_checkpoints(
                  pretrain={"num_scans_per_batch": 4, "num_epochs_default": 5, "iterations_per_epoch": 25,
                            "val_iterations_per_epoch": 2, "heatmap_every": 4, "warmup_epochs": 2,
                            "progress_plot_every": 3, **_QUALITY_LR},
-                 finetune={"num_epochs_default": 7, "iterations_per_epoch": 20, "val_iterations_per_epoch": 2,
-                           "batch_size_override": 4, "warmup_epochs": 2, "final_validation": False,
-                           "progress_plot_every": 4, **_QUALITY_LR},
-                 # no *_demo semi-supervised trainers: the quality run's unlabeled side, ramp-up over 2 of 7 epochs
+                 finetune={"num_epochs_default": 15, "iterations_per_epoch": 20, "val_iterations_per_epoch": 2,
+                           "batch_size_override": 8, "warmup_epochs": 2, "final_validation": False,
+                           "progress_plot_every": 8, **_QUALITY_LR},
+                 # no *_demo semi-supervised trainers: the quality run's unlabeled side, ramp-up over 2 of 15 epochs
                  semisupervised={"unlabeled_batch_size": 6, "num_scans_per_batch": 2, "ema_decay": 0.99,
                                  "rampup_epochs": 2, "heatmap_every": 5})),
     Schedule("quality", "the quality run's CPU schedule (the *_quality trainers): pre-training 24 x 25 iterations "
