@@ -33,7 +33,7 @@ def spread_note(difference: float) -> str:
     """How to read one demo run's SP-Con - baseline difference (a fraction of Dice)."""
     return (f"SP-Con - baseline: {100 * difference:+.1f} Dice points in this run. At this short budget "
             f"({schedule_iterations('pretrain')} pre-training + {schedule_iterations('finetune')} fine-tuning "
-            f"iterations on the CPU) one run's result swings by 10-15 points from run to run for either method "
+            f"iterations on the CPU) one run's result swings by several Dice points from run to run for either method "
             f"(benchmarks/README.md, 'Demo runs'): one run is not a verdict. The comparison with the power to "
             f"decide, over splits with confidence intervals, is in docs/results.md; for a measurement on your "
             f"own data use 'spcl_nnunet experiment' (docs/experiments.md).\n")

@@ -8,7 +8,7 @@ intensity gamma, stronger bias field, noise and blur, bright vessels and organs 
 (aortic root, pulmonary trunk, stomach, pericardial fat), the open basal ring of the outflow
 tract and slice-to-slice breath-hold shifts. Its patient, split and image-size defaults mirror
 ACDC's protocol at a CPU-friendly size. Its ranges were calibrated on the scratch baseline alone
-(README: *Calibration of the acdc profile*): wider ranges (a per-tissue contrast spread, stronger
+(docs/results.md, *Calibration*): wider ranges (a per-tissue contrast spread, stronger
 pathologies) made one labeled scan far harder than ACDC.
 """
 
