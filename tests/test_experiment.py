@@ -277,6 +277,7 @@ def test_dataset_without_sidecars(tiny_dataset: TinyDataset, tmp_path: Path, rem
     env = {**tiny_dataset.env(tmp_path / "r"), "nnUNet_raw": str(raw)}
     out = _refused(["--methods", "baseline", "--schedule", "smoke"], env, tmp_path / "work")
     assert f"{raw / tiny_dataset.name} lacks {', '.join(remove)}" in out
+    assert "spcl_nnunet metalabels -d <ID>" in out and "spcl_nnunet folds -d <ID>" in out
     assert "spcl_nnunet splits" in out and "spcl_nnunet synthetic" in out
 
 

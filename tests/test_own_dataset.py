@@ -143,11 +143,11 @@ def test_readme_own_dataset_commands(tmp_path: Path):
     verdict = json.loads((tmp_path / "heart_experiment" / "validation_results.json").read_text())
     assert verdict["folds"] == "cross_validation" and verdict["evaluated_on"] == "validation"
     runs = {(r["method"], r["fold"]) for r in verdict["runs"]}
-    assert runs == {(m, f) for m in ("nnunet", "spcon", "spcon-nnunet", "spcon-mt") for f in (0, 1)}
+    assert runs == {(m, f) for m in ("nnunet", "spcon", "spcon-mt") for f in (0, 1)}
     for record in verdict["runs"]:
         assert record["validation_cases"] == sorted(splits[record["fold"]]["val"])
     against_nnunet = {c["method"]: c for c in verdict["paired_comparison"] if c["against"] == "nnunet"}
-    assert set(against_nnunet) == {"spcon", "spcon-nnunet", "spcon-mt"}
+    assert set(against_nnunet) == {"spcon", "spcon-mt"}
     assert all(c["n"] == 2 and c["splits"] == [0, 1] for c in against_nnunet.values())
     assert "one pre-training per fold" in verdict["pretraining"]
     pretrainings = tmp_path / "heart_experiment" / "pretraining" / "SPConPretrainTrainer" / DATASET_NAME

@@ -46,7 +46,8 @@ def install_sidecars(raw_dataset_dir: str | os.PathLike[str], preprocessed_datas
         raise MissingSidecarError(
             f"{raw} lacks {', '.join(missing)}: for your own dataset run 'spcl_nnunet metalabels -d <ID>' "
             f"(meta-labels) and 'spcl_nnunet folds -d <ID>' (cross-validation folds), see the README's "
-            f"'Your own dataset'")
+            f"'Your own dataset'; the paper's datasets get them from 'spcl_nnunet convert' and their "
+            f"labeled-subset folds from 'spcl_nnunet splits'; 'spcl_nnunet synthetic' writes a dataset with all three")
     if not pre.is_dir():
         raise MissingSidecarError(f"preprocessed dataset folder {pre} does not exist: run "
                                   f"nnUNetv2_plan_and_preprocess -d <ID> -c 2d first")
