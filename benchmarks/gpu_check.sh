@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The GPU check (issue #9), for a one-GPU machine that has PyTorch but not nnU-Net:
-#   here:   bash benchmarks/gpu_site.sh          # packs nnU-Net & co. into .gpu_site/site.tar.xz
-#   there:  bash benchmarks/gpu_check.sh         # with .gpu_site carried next to the checkout
+# The GPU check (issue #9), for an offline one-GPU machine (no package index) that has a PyTorch
+# environment but not nnU-Net:
+#   online:   bash benchmarks/gpu_site.sh        # packs nnU-Net & co. into .gpu_site/site.tar.xz
+#   offline:  bash benchmarks/gpu_check.sh       # in the checkout, copied there with .gpu_site
 # 1. end-to-end smoke of every trainer on CUDA under nnU-Net's defaults (mixed precision, and
 #    torch.compile, on by default on CUDA), --schedule smoke, through the real commands:
 #    `spcl_nnunet experiment` (SP-Con pre-training -> fine-tuning with -pretrained_weights ->
@@ -70,7 +71,7 @@ wait
 ds=$nnUNet_raw/Dataset990_SyntheticCardiac
 step predict-evaluate bash -c "nnUNetv2_predict -i $ds/imagesTs -o $work/pred -d 990 -c 2d -f 0 \
     -tr SPConFinetuneTrainer -device $device -npp 2 -nps 2 --disable_progress_bar && python3 -c \"
-import json, sys; from pathlib import Path; from spcl_nnunet.experiment.pipeline import evaluate_folder
+import json, sys; from pathlib import Path; from spcl_nnunet.experiment.commands import evaluate_folder
 print('mean Dice', evaluate_folder(json.load(open(sys.argv[1])), Path(sys.argv[2]), Path(sys.argv[3]))['foreground_mean'])
 \" $ds/dataset.json $ds/labelsTs $work/pred"
 grep -h "Dice" "$work/experiment/results.md" 2>/dev/null | head -3

@@ -1,6 +1,9 @@
-# Sourced by gpu_experiment.sh and gpu_check.sh (with $repo = checkout, $out = result folder):
-# nnU-Net & co. from the site that gpu_site.sh packed (.gpu_site/site.tar.xz, carried with the
-# checkout), on PYTHONPATH, and the console scripts the commands call as small wrappers on PATH.
+# Sourced by gpu_experiment.sh and gpu_check.sh (with $repo = checkout, $out = result folder) on an
+# offline GPU machine without nnU-Net: nnU-Net & co. from the site that gpu_site.sh packed
+# (.gpu_site/site.tar.xz, copied there with the checkout) on PYTHONPATH, with the checkout itself,
+# and the console scripts the commands call (nnUNetv2_*, spcl_nnunet) as small wrappers on PATH;
+# nothing is installed into the machine's Python. SPCL_GPU_SITE: where to unpack (default
+# /tmp/spcl_site; an unpacked site there is reused).
 site=${SPCL_GPU_SITE:-/tmp/spcl_site}
 if [ ! -d "$site/nnunetv2" ]; then
     [ -f "$repo/.gpu_site/site.tar.xz" ] || { echo "missing .gpu_site/site.tar.xz: run benchmarks/gpu_site.sh here first" >&2; exit 2; }

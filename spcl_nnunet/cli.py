@@ -8,6 +8,8 @@ import os
 import sys
 from pathlib import Path
 
+from spcl_nnunet.data.jsonfile import read_json
+
 
 def _dataset_folder(base_env: str, dataset_id: int) -> Path:
     from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
@@ -106,8 +108,6 @@ def cmd_metalabels(args: argparse.Namespace) -> int:
 
 
 def cmd_folds(args: argparse.Namespace) -> int:
-    import json
-
     from spcl_nnunet.data.crossval import cross_validation_folds, folds_from_splits
     from spcl_nnunet.data.metalabels import META_LABELS_FILE, load_meta_labels
     from spcl_nnunet.data.rawdataset import load_dataset_json
@@ -127,10 +127,7 @@ def cmd_folds(args: argparse.Namespace) -> int:
         source = Path(args.splits)
         if not source.is_file():
             raise FileNotFoundError(f"--splits {source}: no such file")
-        try:
-            splits = json.loads(source.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{source}: not valid JSON ({err})") from err
+        splits = read_json(source)
         table = folds_from_splits(splits, meta, str(source), test=test)
     else:
         table = cross_validation_folds(meta, args.nfolds, args.seed, test=test)
@@ -211,7 +208,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_experiment(args: argparse.Namespace) -> int:
     from spcl_nnunet.experiment.methods import get_methods
-    from spcl_nnunet.experiment.runner import ExperimentConfig, run_experiment
+    from spcl_nnunet.experiment.plan import ExperimentConfig
+    from spcl_nnunet.experiment.runner import run_experiment
     from spcl_nnunet.training.schedules import load_schedule
 
     config = ExperimentConfig(dataset_id=args.d, methods=get_methods(args.methods),
@@ -368,12 +366,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--splits", type=int, nargs="+", default=None, metavar="S",
                    help="random labeled splits to run (default: every split of each count)")
     p.add_argument("--schedule", default="quality",
-                   help="training schedule: smoke, demo, quality, diagnosis, gpu, paper (listed above), or a JSON schedule file "
+                   help="training schedule: smoke, demo, quality, gpu, paper (listed above), or a JSON schedule file "
                         "(default: quality)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
                    help="auto: CUDA when available, else CPU")
     p.add_argument("--jobs", type=int, default=1,
-                   help="trainings run at once (several fit on one GPU; keep 1 on a small CPU)")
+                   help="trainings run at once: several fit on one GPU; on the CPU each gets its own share of the "
+                        "cores (bound to them, OMP_WAIT_POLICY=PASSIVE)")
     p.add_argument("--workdir", default="spcl_experiment",
                    help="working folder: one dataset and one schedule; nnU-Net's raw/preprocessed folders default "
                         "under it when nnUNet_raw/nnUNet_preprocessed are unset")

@@ -44,6 +44,18 @@ def nnunet_env(raw: str | os.PathLike[str] | None, preprocessed: str | os.PathLi
     return env
 
 
+def smoke_schedule_file(path: Path, **finetune: object) -> Path:
+    """A JSON schedule (for ``SPCL_SCHEDULE``) at ``path``: the built-in ``smoke`` schedule with
+    ``finetune`` overrides (also applied by the semi-supervised trainers), named after the file."""
+    import json
+
+    from spcl_nnunet.training.schedules import SCHEDULES
+
+    smoke = SCHEDULES["smoke"].to_json()
+    path.write_text(json.dumps({**smoke, "name": path.stem, "finetune": {**smoke["finetune"], **finetune}}))
+    return path
+
+
 def run(args: Sequence[str], env: Mapping[str, str], timeout: float = 600, cwd: str | os.PathLike[str] | None = None,
         fork: bool = True) -> subprocess.CompletedProcess:
     """Run a command with stdout and stderr merged into ``.stdout``.
@@ -209,6 +221,42 @@ def fold_dir(results: Path, name: str, trainer: str, fold: int = 0) -> Path:
 def epochs_in(output: str) -> list[int]:
     """Epoch numbers the trainer announced (``<timestamp>: Epoch N``)."""
     return [int(e) for e in re.findall(r": Epoch (\d+)\s*$", output, flags=re.M)]
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    """(width, height) in pixels, from a PNG's IHDR chunk."""
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR", path
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+
+
+def progress_png_size(panels: int) -> tuple[int, int]:
+    """The size of a trainer's progress.png with ``panels`` extra panels below nnU-Net's three
+    plots: 14 x 5.5 inches a plot (``SPConLocalLogger``) at matplotlib's 100 dpi."""
+    return 1400, 550 * (3 + panels)
+
+
+def pretraining_pool(output: str) -> tuple[list[str], list[str]]:
+    """What a contrastive pre-training logged of its data: (its ``pre-training pool: ...`` lines,
+    its ``contrastive loader: ...`` lines: the training pool's loader, then the validation scans'),
+    without the timestamps."""
+    pool = re.findall(r": (pre-training pool: .*?)\s*$", output, flags=re.M)
+    loaders = re.findall(r": (contrastive loader: .*?)\s*$", output, flags=re.M)
+    return pool, loaders
+
+
+def check_pretraining_checkpoint(fold: Path, epochs: int) -> dict:
+    """A finished pre-training's checkpoint_final.pth: ``epochs`` epochs, each with a finite,
+    positive unweighted contrastive loss (train and validation); returns it."""
+    import numpy as np
+
+    ckpt = load_checkpoint(fold / "checkpoint_final.pth")
+    assert ckpt["current_epoch"] == epochs and "projector_state" in ckpt, fold
+    log = ckpt["logging"]
+    for key in ("unweighted_loss_train", "unweighted_loss_val", "train_losses"):
+        assert len(log[key]) == epochs and all(np.isfinite(v) for v in log[key]), (key, log[key])
+    assert all(v > 0 for v in log["unweighted_loss_train"] + log["unweighted_loss_val"]), log
+    return ckpt
 
 
 def load_checkpoint(path: Path) -> dict:

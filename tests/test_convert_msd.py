@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from nnunet_helpers import check, command, nnunet_env, run
+from nnunet_helpers import check, check_pretraining_checkpoint, command, nnunet_env, pretraining_pool, run, tail
 from spcl_nnunet.conversion import hippocampus, spleen
 from spcl_nnunet.conversion.common import ConversionError, DatasetSpec, SourceCase, split_cases
 from spcl_nnunet.data.metalabels import load_meta_labels
@@ -345,11 +345,17 @@ def test_cli_and_scripts(hippo, spleen_full, tmp_path: Path) -> None:
 
 # -------------------------------------------------------------------------------------- end to end
 @pytest.mark.e2e
-@pytest.mark.parametrize("task, module, ids, spec", [
-    ("Task04_Hippocampus", hippocampus, HIPPO_IDS[:8], _spec(hippocampus.SPEC, 2, 2, (1, 2))),
-    ("Task09_Spleen", spleen, SPLEEN_IDS[:8], _spec(spleen.SPEC, 2, 2, (2, 4))),
+@pytest.mark.parametrize("task, module, ids, spec, pool_partitions, val_partitions", [
+    # by hand: each scan is (z, y, x) = (8, 32, 32); nnU-Net's 2d configuration slices the axis of largest
+    # spacing, z for Spleen (5.0), and for isotropic Hippocampus the first axis (argmax of equal spacings),
+    # z again: 8 slices a scan. Slice i of 8 is in partition i * S // 8: Hippocampus (S = 3) 0, 0, 0, 1, 1, 1,
+    # 2, 2 -> [3, 3, 2] a scan; Spleen (S = 5) 0, 0, 1, 1, 2, 3, 3, 4 -> [2, 2, 1, 2, 1] a scan. 8 cases - 2
+    # validation - 2 test = 4 pool scans (the official imagesTs are not used)
+    ("Task04_Hippocampus", hippocampus, HIPPO_IDS[:8], _spec(hippocampus.SPEC, 2, 2, (1, 2)), [12, 12, 8], [6, 6, 4]),
+    ("Task09_Spleen", spleen, SPLEEN_IDS[:8], _spec(spleen.SPEC, 2, 2, (2, 4)), [8, 8, 4, 8, 4], [4, 4, 2, 4, 2]),
 ])
-def test_e2e_plan_prepare_pretrain(tmp_path: Path, task: str, module, ids, spec) -> None:
+def test_e2e_plan_prepare_pretrain(tmp_path: Path, task: str, module, ids, spec, pool_partitions,
+                                   val_partitions) -> None:
     source = make_msd(tmp_path / "download", task, ids, size=(8, 32, 32), n_test=1)
     raw, pre, results = tmp_path / "raw", tmp_path / "pre", tmp_path / "results"
     folder, _ = module.convert(source, raw, 962, spec=spec)
@@ -357,7 +363,14 @@ def test_e2e_plan_prepare_pretrain(tmp_path: Path, task: str, module, ids, spec)
     check(run([command("nnUNetv2_plan_and_preprocess"), "-d", "962", "-c", "2d", "--verify_dataset_integrity",
                "-np", "1", "-npfp", "1"], env))
     check(run([command("spcl_nnunet"), "prepare", "-d", "962"], env))
-    check(run([command("nnUNetv2_train"), "962", "2d", "0", "-tr", "SPConPretrainTrainer_smoke", "-device", "cpu"],
-              env))
-    fold = results / folder.name / "SPConPretrainTrainer_smoke__nnUNetPlans__2d" / "fold_0"
-    assert (fold / "checkpoint_final.pth").is_file()
+    proc = check(run([command("nnUNetv2_train"), "962", "2d", "0", "-tr", "SPConPretrainTrainer", "-device", "cpu"],
+                     {**env, "SPCL_SCHEDULE": "smoke"}))
+    fold = results / folder.name / "SPConPretrainTrainer__nnUNetPlans__2d" / "fold_0"
+    check_pretraining_checkpoint(fold, epochs=4)
+    pool, loaders = pretraining_pool(proc.stdout)
+    assert pool == ["pre-training pool: 4 training scans (validation scans excluded)"], tail(proc)
+    partitions = spec.slice_partitions
+    assert loaders == [f"contrastive loader: 4 scans, 32 slices, slices per partition {pool_partitions}, "
+                       f"2 scans x {partitions} slices x 2 views per batch",
+                       f"contrastive loader: 2 scans, 16 slices, slices per partition {val_partitions}, "
+                       f"2 scans x {partitions} slices x 2 views per batch"], tail(proc)

@@ -64,7 +64,7 @@ def test_too_many_folds_and_user_splits_rules():
 
 def test_each_fold_pretrains_without_its_validation_images_unless_shared():
     from spcl_nnunet.data.splits import make_fold_table
-    from spcl_nnunet.experiment.runner import pretraining_fold, pretraining_note
+    from spcl_nnunet.experiment.plan import pretraining_fold, pretraining_note
 
     table = cross_validation_folds(heart_meta(), n_folds=3)
     assert [pretraining_fold(table, spec, shared=False) for spec in table.folds] == [0, 1, 2]

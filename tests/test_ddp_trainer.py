@@ -3,8 +3,8 @@
 nnU-Net's own DDP launch needs CUDA (nccl, ``set_device``); here each process joins a gloo group,
 builds the trainer through nnU-Net's ``get_trainer_from_args`` and runs nnU-Net's ``on_train_start``
 (initialize, DDP wrapping, loaders) and a few real ``train_step`` calls on its own random batches
-(../shared/docs/ddp.md). Two CPU-only adjustments: the device nnU-Net forces to ``cuda:rank`` is
-set back to the CPU, and DDP gets ``device_ids=None`` (CPU modules take none).
+(docs/multi_gpu.md, *What has been checked*). Two CPU-only adjustments: the device nnU-Net forces to
+``cuda:rank`` is set back to the CPU, and DDP gets ``device_ids=None`` (CPU modules take none).
 
 Oracle: the processes start from different random weights and draw different batches, yet after
 the steps their networks, projectors and Mean Teacher teachers are identical (DDP's start-up

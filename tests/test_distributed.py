@@ -1,9 +1,10 @@
 """The contrastive loss across processes (``spcl_nnunet.contrastive.distributed``) on CPU, 2 processes, gloo.
 
-Oracle (../shared/docs/ddp.md): one process on the concatenated batch against 2 ranks on its halves,
-from the same initial weights: equal loss, self-paced weights, mean positive weight, and gradient of
-a shared parameter after the ranks average their gradients; equal on both ranks. A gather whose
-backward does not sum over the ranks (old SimCLR ports) must give a different gradient.
+Oracle (docs/multi_gpu.md, *What has been checked*): one process on the concatenated batch against
+2 ranks on its halves, from the same initial weights: equal loss, self-paced weights, mean positive
+weight, and gradient of a shared parameter after the ranks average their gradients; equal on both
+ranks. A gather whose backward does not sum over the ranks (old SimCLR ports) must give a different
+gradient.
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """The documentation holds together: README.md stays a short guide, every relative link in the
 README, docs/*.md, benchmarks/README.md and trainers/README.md resolves (files and `#anchors`),
-every docs page is linked from the README, and no page points outside the repository (`../shared`).
+every docs page is linked from the README, and no page, nor any source file of the package, the
+trainers folder or the tests, points outside the repository (`../shared`).
 
 Plain file reading only: no nnU-Net, no torch.
 """
@@ -132,9 +133,17 @@ def test_every_docs_page_is_linked_from_readme():
     assert not missing, "docs pages not linked from README.md: " + ", ".join(missing)
 
 
+def source_files() -> list[Path]:
+    """The Python sources a user reads: the package, the trainers folder and the tests (this file,
+    which names the pattern, left out)."""
+    files = [*sorted((ROOT / "spcl_nnunet").rglob("*.py")), *sorted((ROOT / "trainers").glob("*.py")),
+             *sorted((ROOT / "tests").glob("*.py"))]
+    return [f for f in files if f.resolve() != Path(__file__).resolve()]
+
+
 def test_no_path_outside_the_repository():
     problems = [f"{rel(f)}:{number}: {line.strip()}"
-                for f in checked_files()
+                for f in [*checked_files(), *source_files()]
                 for number, line in enumerate(f.read_text(encoding="utf-8").splitlines(), start=1)
                 if re.search(r"(?<![\w.])\.\./shared\b", line)]
     assert not problems, "paths to ../shared (outside the repository):\n" + "\n".join(problems)

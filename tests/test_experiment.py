@@ -1,9 +1,10 @@
 """``spcl_nnunet experiment`` end to end on the tiny dataset, through nnU-Net's own commands.
 
 One experiment (smoke schedule, baseline + spcon, folds 0 and 1 = 1 and 2 labeled scans, two
-jobs at once) is killed (SIGKILL to its process group) once the SP-Con fine-tuning of fold 0 has
-written its first ``checkpoint_latest.pth``, then run again to completion, then a third time,
-which must train nothing. Errors that must come before anything runs are checked through the
+jobs at once) is stopped (SIGTERM, as ``kill`` sends it: the experiment stops its nnU-Net
+commands, each in its own session) once the SP-Con fine-tuning of fold 0 has written its first
+``checkpoint_latest.pth``, then run again to completion, then a third time, which must train
+nothing. Errors that must come before anything runs are checked through the
 CLI as well.
 """
 
@@ -56,31 +57,41 @@ def runs(tiny_dataset: TinyDataset, tmp_path_factory: pytest.TempPathFactory) ->
     target = training_dir(workdir, tiny_dataset.name, "spcon", "SPConFinetuneTrainer", 0)
     latest = target / "checkpoint_latest.pth"
 
-    # 1. start, kill the whole process group once the SP-Con fine-tuning of fold 0 has a checkpoint
+    # 1. start, stop the experiment once both things the tests below need hold at the same time: the
+    # SP-Con fine-tuning of fold 0 has a checkpoint_latest.pth (it is unfinished: nnU-Net deletes that file
+    # once checkpoint_final.pth is written) and a baseline run has finished (its run.json is renamed into
+    # place after the prediction). With two jobs the runner starts that fine-tuning only after two of
+    # (pre-training, baseline fold 0, baseline fold 1) ended, so a baseline has finished by then; the
+    # wait names either condition that does not come instead of depending on that order
+    baseline_records = [workdir / "runs" / "baseline" / f"fold_{f}" / "test_predictions" / "run.json" for f in (0, 1)]
     first_log = root / "first_run.txt"
     with open(first_log, "w") as sink:
         proc = subprocess.Popen(experiment(workdir, *ARGS, "--jobs", "2"), env=env, stdout=sink,
                                 stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.time() + 600
         try:
-            while not latest.is_file():
+            while not (latest.is_file() and any(r.is_file() for r in baseline_records)):
                 assert proc.poll() is None, f"the experiment ended before the kill:\n{first_log.read_text()[-6000:]}"
-                assert time.time() < deadline, f"no {latest} after 600 s:\n{first_log.read_text()[-6000:]}"
+                assert not (target / "checkpoint_final.pth").is_file(), \
+                    f"the SP-Con fine-tuning of fold 0 finished before any baseline run:\n{first_log.read_text()[-6000:]}"
+                assert time.time() < deadline, \
+                    (f"after 600 s: {latest} exists {latest.is_file()}, a baseline run.json exists "
+                     f"{any(r.is_file() for r in baseline_records)}:\n{first_log.read_text()[-6000:]}")
                 time.sleep(0.05)
         finally:
             try:
-                os.killpg(proc.pid, signal.SIGKILL)
+                os.killpg(proc.pid, signal.SIGTERM)
             except ProcessLookupError:
                 pass
-            proc.wait()
-    killed = {"latest_exists": latest.is_file(), "final_exists": (target / "checkpoint_final.pth").is_file()}
+            stopped = proc.wait(timeout=300)
+    killed = {"latest_exists": latest.is_file(), "final_exists": (target / "checkpoint_final.pth").is_file(),
+              "exit": stopped}
     if killed["latest_exists"]:
         saved = load_checkpoint(latest)
         killed.update(epoch=saved["current_epoch"], schedule=saved["spcl_schedule"])
-    # a finished run (one worker was free for the SP-Con fine-tuning) loses nnU-Net's final validation:
-    # the next run must only redo that validation (--val) and keep the checkpoint and the prediction
-    done = [f for f in (0, 1)
-            if (workdir / "runs" / "baseline" / f"fold_{f}" / "test_predictions" / "run.json").is_file()]
+    # a finished baseline run (waited for above) loses nnU-Net's final validation: the next run must only
+    # redo that validation (--val) and keep the checkpoint and the prediction
+    done = [f for f, record in zip((0, 1), baseline_records) if record.is_file()]
     assert done, first_log.read_text()[-4000:]
     validated = training_dir(workdir, tiny_dataset.name, "baseline", "SPConBaselineTrainer", done[0])
     (validated / "validation" / "summary.json").unlink()
@@ -103,6 +114,7 @@ def runs(tiny_dataset: TinyDataset, tmp_path_factory: pytest.TempPathFactory) ->
 def test_killed_training_resumes_from_its_checkpoint(runs: dict) -> None:
     killed, target = runs["killed"], runs["target"]
     assert killed["latest_exists"] and not killed["final_exists"], runs["first"][-4000:]
+    assert killed["exit"] == 128 + signal.SIGTERM and "interrupted: run the same command again" in runs["first"]
     assert 1 <= killed["epoch"] < EPOCHS
     assert killed["schedule"]["name"] == "smoke" and killed["schedule"]["overrides"]["checkpoint_every"] == 1
     assert re.search(r"resuming with --c .*SPConFinetuneTrainer__nnUNetPlans__2d/fold_0", runs["second"]), \
@@ -265,7 +277,7 @@ def test_fold_the_dataset_does_not_have(tiny_dataset: TinyDataset, tmp_path: Pat
 def test_unknown_schedule(tiny_dataset: TinyDataset, tmp_path: Path) -> None:
     out = _refused(["--methods", "baseline", "--schedule", "fast"], tiny_dataset.env(tmp_path / "r"),
                    tmp_path / "work")
-    assert "unknown schedule 'fast'" in out and "smoke, demo, quality, diagnosis, gpu, paper" in out
+    assert "unknown schedule 'fast'" in out and "smoke, demo, quality, gpu, paper" in out
 
 
 @pytest.mark.parametrize("remove", [("meta_labels.json",), ("spcl_folds.json", "splits_final.json")])
@@ -277,8 +289,9 @@ def test_dataset_without_sidecars(tiny_dataset: TinyDataset, tmp_path: Path, rem
     env = {**tiny_dataset.env(tmp_path / "r"), "nnUNet_raw": str(raw)}
     out = _refused(["--methods", "baseline", "--schedule", "smoke"], env, tmp_path / "work")
     assert f"{raw / tiny_dataset.name} lacks {', '.join(remove)}" in out
-    assert "spcl_nnunet metalabels -d <ID>" in out and "spcl_nnunet folds -d <ID>" in out
-    assert "spcl_nnunet splits" in out and "spcl_nnunet synthetic" in out
+    dataset_id = tiny_dataset.name.split("_")[0].removeprefix("Dataset")
+    assert f"spcl_nnunet metalabels -d {dataset_id}" in out and f"spcl_nnunet folds -d {dataset_id}" in out
+    assert "spcl_nnunet synthetic" in out
 
 
 def test_meta_label_the_dataset_lacks(tiny_dataset: TinyDataset, tmp_path: Path) -> None:

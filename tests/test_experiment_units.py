@@ -16,7 +16,7 @@ from spcl_nnunet.experiment.methods import (METHODS, get_methods, pretraining_or
 from spcl_nnunet.experiment.results import (dice_from_summary, mean_std, mean_std_cell, paired_comparisons,
                                             paired_difference, plot_learning_curve, results_csv, results_markdown,
                                             sort_records, table2_markdown, table3_markdown, write_results)
-from spcl_nnunet.experiment.runner import select_folds
+from spcl_nnunet.experiment.plan import select_folds
 from spcl_nnunet.data.splits import make_fold_table
 
 CLASSES = ("RV", "MYO", "LV")
@@ -50,6 +50,12 @@ def test_mean_std_is_the_sample_std() -> None:
     assert mean_std([0.3]) == (0.3, None)
     assert mean_std_cell([0.3]) == "30.00 (n/a)"
     assert mean_std_cell([0.5, 0.7]) == f"60.00 ({100 * np.std([0.5, 0.7], ddof=1):.2f})"
+    # by hand: mean (0.5 + 0.7) / 2 = 0.6; std sqrt((0.1^2 + 0.1^2) / (2 - 1)) = sqrt(0.02) = 0.141421 -> 14.14 %
+    # (ddof = 0 would give sqrt(0.02 / 2) = 0.1 -> 10.00)
+    assert mean_std_cell([0.5, 0.7]) == "60.00 (14.14)"
+    # mean 1.85 / 3 = 0.616667; deviations -0.116667, 0.083333, 0.033333, squares 0.0136111 + 0.0069444
+    # + 0.0011111 = 0.0216667, / (3 - 1) = 0.0108333, sqrt = 0.104083 -> "61.67 (10.41)"
+    assert mean_std_cell([0.5, 0.7, 0.65]) == "61.67 (10.41)"
     with pytest.raises(ValueError):
         mean_std([])
 
@@ -218,7 +224,8 @@ def test_select_folds() -> None:
 def test_which_trainings_end_with_nnunets_final_validation(tmp_path: Path) -> None:
     """A training counts as finished without validation/summary.json exactly where the trainer
     skips nnU-Net's final validation (class attribute or schedule override ``final_validation``)."""
-    from spcl_nnunet.experiment.pipeline import training_state, validates_after_training
+    from spcl_nnunet.experiment.commands import validates_after_training
+    from spcl_nnunet.experiment.files import training_state
     from spcl_nnunet.training.schedules import SCHEDULES, Schedule
 
     smoke = SCHEDULES["smoke"]
@@ -228,9 +235,9 @@ def test_which_trainings_end_with_nnunets_final_validation(tmp_path: Path) -> No
     assert validates_after_training("SPConFinetuneTrainer", smoke)
     assert not validates_after_training("SPConFinetuneTrainer", no_validation)
     assert not validates_after_training("MeanTeacherTrainer", no_validation)     # semisupervised applies finetune
-    assert not validates_after_training("SPConFinetuneTrainer_demo", None)
-    assert not validates_after_training("SPConFinetuneTrainer_demo", SCHEDULES["demo"])
-    assert validates_after_training("SPConFinetuneTrainer_quality", None)
+    assert not validates_after_training("SPConFinetuneTrainer", SCHEDULES["demo"])   # the demo predicts test scans
+    assert not validates_after_training("SPConBaselineTrainer", SCHEDULES["demo"])
+    assert validates_after_training("SPConFinetuneTrainer", SCHEDULES["quality"])
     assert not validates_after_training("SPConPretrainTrainer", None)
     (tmp_path / "checkpoint_final.pth").write_bytes(b"")
     assert training_state(tmp_path, validated=False) == "finished"

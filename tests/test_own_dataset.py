@@ -5,7 +5,8 @@ run by an e2e test. The other file types and the commands' refusals are in
 
 The block runs in bash exactly as the README has it, with the substitutions a CPU test needs (listed
 in ``SUBSTITUTIONS`` and stated in the README): the trainers' smoke schedule (``SPCL_SCHEDULE=smoke``),
-``-device cpu`` (and nnU-Net's sequential prediction, ``-npp 0 -nps 0``), a 10-iteration subclass of
+``-device cpu`` (and nnU-Net's sequential prediction, ``-npp 0 -nps 0``), one preprocessing process
+(``-np 1 -npfp 1``), a 10-iteration subclass of
 nnU-Net's stock ``nnUNetTrainer`` for the 1000-epoch original (``STOCK_SHORT``: nothing but its
 length changed, like nnU-Net's own ``nnUNetTrainer_1epoch``), and ``--schedule smoke --folds 0 1`` on
 the experiment.
@@ -43,6 +44,8 @@ class {STOCK_SHORT}(nnUNetTrainer):
         self.num_val_iterations_per_epoch = 2
 """
 SUBSTITUTIONS = (   # (pattern, replacement, why)
+    (r"^(nnUNetv2_plan_and_preprocess .*)$", r"\1 -np 1 -npfp 1",
+     "nnU-Net's preprocessing in one process: its default of 8 processes per step costs more than it saves on 2 cores"),
     (r"^(nnUNetv2_train .*)$", r"\1 -device cpu", "this machine has no GPU"),
     (r"^(nnUNetv2_predict .*)$", r"\1 -device cpu -npp 0 -nps 0", "no GPU; nnU-Net's sequential prediction"),
     (r"-tr nnUNetTrainer ", f"-tr {STOCK_SHORT} ", "nnU-Net's stock trainer at a test's length"),
@@ -143,11 +146,11 @@ def test_readme_own_dataset_commands(tmp_path: Path):
     verdict = json.loads((tmp_path / "heart_experiment" / "validation_results.json").read_text())
     assert verdict["folds"] == "cross_validation" and verdict["evaluated_on"] == "validation"
     runs = {(r["method"], r["fold"]) for r in verdict["runs"]}
-    assert runs == {(m, f) for m in ("nnunet", "spcon", "spcon-mt") for f in (0, 1)}
+    assert runs == {(m, f) for m in ("nnunet", "spcon") for f in (0, 1)}
     for record in verdict["runs"]:
         assert record["validation_cases"] == sorted(splits[record["fold"]]["val"])
     against_nnunet = {c["method"]: c for c in verdict["paired_comparison"] if c["against"] == "nnunet"}
-    assert set(against_nnunet) == {"spcon", "spcon-mt"}
+    assert set(against_nnunet) == {"spcon"}
     assert all(c["n"] == 2 and c["splits"] == [0, 1] for c in against_nnunet.values())
     assert "one pre-training per fold" in verdict["pretraining"]
     pretrainings = tmp_path / "heart_experiment" / "pretraining" / "SPConPretrainTrainer" / DATASET_NAME

@@ -1,7 +1,7 @@
 """What the SP-Con projector reads (``projector_input``), set through a JSON schedule as a user would.
 
 "bottleneck" (the default) feeds the projector the encoder's output; "last_conv" the last
-convolution's output before its InstanceNorm + LeakyReLU (benchmarks/diagnose_pooling.py). Checked
+convolution's output before its InstanceNorm + LeakyReLU (benchmarks/README.md, "diagnose_pooling.py"). Checked
 in a real training step of the pre-training and of SP-Con + Mean Teacher: the tensor the projector
 receives, against the encoder's output of the same step.
 """

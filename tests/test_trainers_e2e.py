@@ -2,7 +2,8 @@
 
 Everything runs on the CPU with one data-augmentation process: ``nnUNetv2_train`` (pre-training,
 resume with ``--c``, fine-tuning with ``-pretrained_weights``), ``nnUNetv2_predict`` and nnU-Net's
-evaluation. The dataset is made and preprocessed once per session (``tiny_dataset`` in conftest).
+evaluation, under the ``smoke`` schedule (``SPCL_SCHEDULE``). The dataset is made and preprocessed
+once per session (``tiny_dataset`` in conftest).
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ import pytest
 import SimpleITK as sitk
 import torch
 
-from nnunet_helpers import TINY_ID, TinyDataset, check, command, nnunet_env, run, tail, write_crash_once_trainer
+from nnunet_helpers import (TINY_ID, TinyDataset, check, command, nnunet_env, png_size, progress_png_size, run,
+                            smoke_schedule_file, tail, write_crash_once_trainer)
 from nnunet_helpers import epochs_in as _epochs_in
 from nnunet_helpers import fold_dir as _fold_dir
 from nnunet_helpers import in_process_trainer as _trainer
@@ -26,11 +28,16 @@ from nnunet_helpers import set_nnunet_env as _set_nnunet_env
 from nnunet_helpers import train_command as _train
 from spcl_nnunet.contrastive.pacing import gamma_at
 from spcl_nnunet.data.sidecars import SIDECAR_FILES
+from spcl_nnunet.training.schedules import SCHEDULES
 
 pytestmark = pytest.mark.e2e
 
-PRETRAIN = "SPConPretrainTrainer_smoke"
-FINETUNE = "SPConFinetuneTrainer_smoke"
+PRETRAIN = "SPConPretrainTrainer"
+FINETUNE = "SPConFinetuneTrainer"
+SMOKE = {"SPCL_SCHEDULE": "smoke"}
+EPOCHS = SCHEDULES["smoke"].pretrain["num_epochs_default"]          # 4, fine-tuning too
+assert SCHEDULES["smoke"].finetune["num_epochs_default"] == EPOCHS
+HEATMAP_EVERY = SCHEDULES["smoke"].pretrain["heatmap_every"]         # 2
 CPU = torch.device("cpu")
 
 
@@ -38,15 +45,31 @@ CPU = torch.device("cpu")
 @pytest.fixture(scope="module")
 def pretrain_run(tiny_dataset: TinyDataset, tmp_path_factory: pytest.TempPathFactory):
     results = tmp_path_factory.mktemp("results_pretrain")
-    proc = check(run(_train(TINY_ID, 0, PRETRAIN), tiny_dataset.env(results)))
+    proc = check(run(_train(TINY_ID, 0, PRETRAIN), tiny_dataset.env(results, **SMOKE)))
     return proc, results, _fold_dir(results, tiny_dataset.name, PRETRAIN)
+
+
+# fine-tuning that learns within the smoke schedule's 4 epochs: 16 iterations an epoch instead of 3, from
+# lr_init 2e-3 (peak 2e-2) instead of 1e-4 (~8 s more CPU time). Under the plain smoke schedule (12 steps at
+# <= 1e-3) the model does not learn: its test Dice stays at an untrained network's (numbers below)
+LEARNING = {"iterations_per_epoch": 16, "lr_init": 2e-3}
+# the foreground-mean test Dice the fine-tuned model must reach. Measured on the tiny dataset: trained with
+# LEARNING 0.148 to 0.388 (8 random initialisations), 0.186 to 0.276 (4 runs from the seeded one below: the
+# data augmentation still varies); the same network untrained (learning rate 0, 5 initialisations) 0.015 to
+# 0.052; trained under the plain smoke schedule 0.012 to 0.031 (7 runs)
+DICE_FLOOR = 0.10
+INIT_SEED = 0     # nnU-Net draws the initialisation in the forked command, from this process's generator
 
 
 @pytest.fixture(scope="module")
 def finetune_run(tiny_dataset: TinyDataset, pretrain_run):
     _, results, pre_fold = pretrain_run
     weights = pre_fold / "checkpoint_final.pth"
-    proc = check(run(_train(TINY_ID, 0, FINETUNE, "-pretrained_weights", str(weights)), tiny_dataset.env(results)))
+    schedule = smoke_schedule_file(results / "smoke_learning.json", **LEARNING)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(INIT_SEED)
+        proc = check(run(_train(TINY_ID, 0, FINETUNE, "-pretrained_weights", str(weights)),
+                         tiny_dataset.env(results, SPCL_SCHEDULE=str(schedule))))
     return proc, results, _fold_dir(results, tiny_dataset.name, FINETUNE)
 
 
@@ -54,8 +77,8 @@ def finetune_run(tiny_dataset: TinyDataset, pretrain_run):
 @pytest.mark.parametrize("name, module, attr", [
     ("SPConPretrainTrainer", "spcl_nnunet.training.pretrain", "SPConPretrainTrainer"),
     ("SPConFinetuneTrainer", "spcl_nnunet.training.finetune", "SPConFinetuneTrainer"),
-    ("SPConPretrainTrainer_smoke", "spcl_nnunet.training.pretrain", "SPConPretrainTrainer_smoke"),
-    ("SPConFinetuneTrainer_smoke", "spcl_nnunet.training.finetune", "SPConFinetuneTrainer_smoke"),
+    ("SPConPretrainTrainer_hard", "spcl_nnunet.training.pretrain", "SPConPretrainTrainer_hard"),
+    ("SPConFinetuneTrainer_paperRecipe", "spcl_nnunet.training.finetune", "SPConFinetuneTrainer_paperRecipe"),
 ])
 def test_nnunet_finds_the_package_classes(monkeypatch: pytest.MonkeyPatch, name: str, module: str, attr: str) -> None:
     import importlib
@@ -68,13 +91,21 @@ def test_nnunet_finds_the_package_classes(monkeypatch: pytest.MonkeyPatch, name:
     assert found is getattr(importlib.import_module(module), attr)
 
 
+def test_nnunetv2_train_under_a_retired_name_names_the_replacement(tiny_dataset: TinyDataset, tmp_path: Path) -> None:
+    proc = run(_train(TINY_ID, 0, "SPConPretrainTrainer_smoke"), tiny_dataset.env(tmp_path / "results"))
+    assert proc.returncode != 0, tail(proc)
+    assert "SPConPretrainTrainer_smoke was retired: run -tr SPConPretrainTrainer with SPCL_SCHEDULE=smoke" \
+        in proc.stdout, tail(proc)
+    assert _epochs_in(proc.stdout) == [] and not (tmp_path / "results").exists()
+
+
 # ------------------------------------------------------------------------------------ sidecars and folds
 def test_missing_sidecars_stop_training_then_prepare_installs_them(tiny_dataset: TinyDataset, tmp_path: Path) -> None:
     pre = tmp_path / "preprocessed"
     shutil.copytree(tiny_dataset.pre_unprepared, pre)
     empty_raw = tmp_path / "raw_without_dataset"
     empty_raw.mkdir()
-    env = nnunet_env(empty_raw, pre, tmp_path / "results")
+    env = nnunet_env(empty_raw, pre, tmp_path / "results", **SMOKE)
     pre_dataset = pre / tiny_dataset.name
     assert not (pre_dataset / "meta_labels.json").exists() and not (pre_dataset / "spcl_folds.json").exists()
 
@@ -104,7 +135,7 @@ def test_prepare_without_raw_sidecars_fails_cleanly(tiny_dataset: TinyDataset, t
 
 
 def test_fold_outside_the_table_lists_the_folds(tiny_dataset: TinyDataset, tmp_path: Path) -> None:
-    proc = run(_train(TINY_ID, 7, PRETRAIN), tiny_dataset.env(tmp_path / "results"))
+    proc = run(_train(TINY_ID, 7, PRETRAIN), tiny_dataset.env(tmp_path / "results", **SMOKE))
     assert proc.returncode != 0, tail(proc)
     assert "fold 7 does not exist" in proc.stdout, tail(proc)
     assert "folds 0..1" in proc.stdout
@@ -147,14 +178,14 @@ def test_finetune_refuses_fold_with_label_less_cases(tiny_dataset: TinyDataset, 
 def test_pretraining_checkpoint(tiny_dataset: TinyDataset, pretrain_run, monkeypatch: pytest.MonkeyPatch,
                                 tmp_path: Path) -> None:
     from nnunetv2.run.load_pretrained_weights import load_pretrained_weights
-    from spcl_nnunet.training.pretrain import SPConPretrainTrainer_smoke as T
+    from spcl_nnunet.training.pretrain import SPConPretrainTrainer as T
 
     proc, _, fold_dir = pretrain_run
-    assert _epochs_in(proc.stdout) == [0, 1]
+    assert _epochs_in(proc.stdout) == list(range(EPOCHS))
     assert not (fold_dir / "checkpoint_latest.pth").exists()     # removed by nnU-Net at the end
     ckpt = _load(fold_dir / "checkpoint_final.pth")
     assert ckpt["trainer_name"] == PRETRAIN
-    assert ckpt["current_epoch"] == 2
+    assert ckpt["current_epoch"] == EPOCHS
     assert {"network_weights", "optimizer_state", "projector_state", "spcon_state", "logging", "init_args"} <= set(ckpt)
 
     # the projector: Linear(C, 256) -> LeakyReLU -> Linear(256, 256) on the bottleneck's channels
@@ -162,16 +193,16 @@ def test_pretraining_checkpoint(tiny_dataset: TinyDataset, pretrain_run, monkeyp
     assert proj["mlp.0.weight"].shape[0] == 256 and proj["mlp.2.weight"].shape == (256, 256)
 
     spcon = ckpt["spcon_state"]
-    assert spcon["gamma"] == gamma_at(1, 2, 2.0, 50.0, 0.5)
+    assert spcon["gamma"] == gamma_at(EPOCHS - 1, EPOCHS, 2.0, 50.0, 0.5)
     assert (spcon["gamma_start"], spcon["gamma_end"], spcon["gamma_power"]) == (T.gamma_start, T.gamma_end,
                                                                                  T.gamma_power)
     assert spcon["meta_label_weights"] == {"position": 1.0}
 
     log = ckpt["logging"]
-    assert log["gamma"] == [gamma_at(e, 2, 2.0, 50.0, 0.5) for e in range(2)]
+    assert log["gamma"] == [gamma_at(e, EPOCHS, 2.0, 50.0, 0.5) for e in range(EPOCHS)]
     for key in ("mean_positive_weight", "contrastive_loss", "train_losses", "val_losses", "lrs",
                 "epoch_start_timestamps", "epoch_end_timestamps", "unweighted_loss_train", "unweighted_loss_val"):
-        assert len(log[key]) == 2, key
+        assert len(log[key]) == EPOCHS, key
         assert all(np.isfinite(v) for v in log[key]), (key, log[key])
     assert all(0.0 <= w <= 1.0 for w in log["mean_positive_weight"])
     assert log["contrastive_loss"] == log["train_losses"]
@@ -197,10 +228,13 @@ def test_pretraining_checkpoint(tiny_dataset: TinyDataset, pretrain_run, monkeyp
 
 def test_pretraining_pictures(pretrain_run) -> None:
     _, _, fold_dir = pretrain_run
-    for picture in (fold_dir / "progress.png", fold_dir / "self_paced_weights" / "epoch_0000.png",
-                    fold_dir / "self_paced_weights" / "epoch_0001.png"):
+    heatmaps = [fold_dir / "self_paced_weights" / f"epoch_{e:04d}.png" for e in range(0, EPOCHS, HEATMAP_EVERY)]
+    assert len(heatmaps) == 2 and sorted((fold_dir / "self_paced_weights").glob("*.png")) == heatmaps
+    for picture in (fold_dir / "progress.png", *heatmaps):
         assert picture.is_file(), picture
         assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # nnU-Net's three plots + 2 panels: (L_sp, mean positive weight | gamma), (unweighted L_con train, val)
+    assert png_size(fold_dir / "progress.png") == progress_png_size(2)
 
 
 def test_resume_with_c(tiny_dataset: TinyDataset, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -269,8 +303,9 @@ def test_resume_with_c(tiny_dataset: TinyDataset, tmp_path: Path, monkeypatch: p
 def test_finetuning_with_pretrained_weights(finetune_run) -> None:
     proc, _, fold_dir = finetune_run
     assert "Loading pretrained weights from file" in proc.stdout
-    assert str(Path("SPConPretrainTrainer_smoke__nnUNetPlans__2d") / "fold_0" / "checkpoint_final.pth") in proc.stdout
-    assert _epochs_in(proc.stdout) == [0, 1]
+    assert str(Path(f"{PRETRAIN}__nnUNetPlans__2d") / "fold_0" / "checkpoint_final.pth") in proc.stdout
+    assert "runs without -pretrained_weights" not in proc.stdout   # the warning of a random encoder
+    assert _epochs_in(proc.stdout) == list(range(EPOCHS))
     assert "Fold 0: 1 labeled scan(s)" in proc.stdout
     summary = json.loads((fold_dir / "validation" / "summary.json").read_text())
     assert {"1", "2", "3"} <= set(summary["mean"])
@@ -307,4 +342,6 @@ def test_finetuned_model_predicts_and_evaluates(tiny_dataset: TinyDataset, finet
     for label in ("1", "2", "3"):
         dice = summary["mean"][label]["Dice"]
         assert 0.0 <= dice <= 1.0
-    assert 0.0 <= summary["foreground_mean"]["Dice"] <= 1.0
+    # a model that learned from its labeled scan: an untrained one, one trained without the labels (all
+    # background) or one that never took an optimizer step stays below the floor (DICE_FLOOR's measurements)
+    assert summary["foreground_mean"]["Dice"] >= DICE_FLOOR, summary["mean"]

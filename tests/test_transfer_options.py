@@ -39,23 +39,31 @@ def test_encoder_learning_rate_factor(schedule_with) -> None:
     assert {id(p) for p in encoder["params"]} == {id(p) for p in network.encoder.parameters()}
     assert {id(p) for p in others["params"]} == {id(p) for p in network.parameters()} - \
         {id(p) for p in network.encoder.parameters()}
+    # the smoke schedule by hand (lr_init 1e-4, x 10 -> peak 1e-3, warm-up 1 epoch, 4 epochs): epoch 0 lr_init;
+    # epoch 1 the peak; then peak * (1 + cos(pi * (e - 1) / 3)) / 2: e = 2: 1e-3 * (1 + 0.5) / 2 = 7.5e-4,
+    # e = 3: 1e-3 * (1 - 0.5) / 2 = 2.5e-4
+    by_hand = [1e-4, 1e-3, 7.5e-4, 2.5e-4]
+    assert trainer.num_epochs == len(by_hand)
     for epoch in range(trainer.num_epochs):
         trainer.lr_scheduler.step(epoch)
-        assert others["lr"] == pytest.approx(trainer.lr_scheduler.lr_at(epoch))
-        assert encoder["lr"] == pytest.approx(0.1 * trainer.lr_scheduler.lr_at(epoch))
+        assert trainer.lr_scheduler.lr_at(epoch) == pytest.approx(by_hand[epoch], rel=1e-12)
+        assert others["lr"] == pytest.approx(by_hand[epoch], rel=1e-12)
+        assert encoder["lr"] == pytest.approx(0.1 * by_hand[epoch], rel=1e-12)
     assert "encoder learning rate x 0.1 (encoder_lr_factor)" in Path(trainer.log_file).read_text()
 
 
-@pytest.mark.parametrize("trainer_name, factor", [
-    ("SPConFinetuneTrainer", 0.1),                # the default transfer recipe (issue #19's arm (c))
-    ("SPConFinetuneTrainer_demo", 0.1),
-    ("SPConFinetuneTrainer_paperRecipe", None),   # the paper's recipe: one rate for every parameter
-    ("SPConBaselineTrainer", None),               # nothing transferred: one rate
-    ("SPConBaselineTrainer_quality", None),
-    ("MeanTeacherTrainer", None),                 # semi-supervised training starts from scratch
+@pytest.mark.parametrize("trainer_name, schedule, factor", [
+    ("SPConFinetuneTrainer", "smoke", 0.1),                # the default transfer recipe (issue #19's arm (c))
+    ("SPConFinetuneTrainer", "demo", 0.1),                 # a built-in schedule keeps the recipe's factor
+    ("SPConFinetuneTrainer_paperRecipe", "smoke", None),   # the paper's recipe: one rate for every parameter
+    ("SPConBaselineTrainer", "smoke", None),               # nothing transferred: one rate
+    ("SPConBaselineTrainer", "quality", None),
+    ("MeanTeacherTrainer", "smoke", None),                 # semi-supervised training starts from scratch
 ])
-def test_default_recipe_trains_the_encoder_at_a_tenth(schedule_with, trainer_name: str, factor: float | None) -> None:
+def test_default_recipe_trains_the_encoder_at_a_tenth(schedule_with, monkeypatch: pytest.MonkeyPatch,
+                                                      trainer_name: str, schedule: str, factor: float | None) -> None:
     schedule_with()
+    monkeypatch.setenv(ENV_VAR, schedule)
     trainer = in_process_trainer(trainer_name)
     trainer.initialize()
     groups = trainer.optimizer.param_groups
@@ -157,10 +165,17 @@ def test_frozen_encoder_stays_bit_equal(schedule_with, frozen_epochs: int) -> No
     if frozen_epochs == 2:       # a fresh warm-up when the encoder is released: the sawtooth
         assert schedule.restart_epoch == 2 and schedule.lr_at(2) == schedule.lr_at(0) == trainer.lr_init
         assert schedule.lr_at(1.99) < schedule.lr_at(1) and schedule.lr_at(3) > schedule.lr_at(2)
+        # by hand: two 2-epoch stages, each warm-up 1 epoch (2 > warmup_epochs 1) from 1e-4 to the peak 1e-3,
+        # whose cosine has reached 1e-3 * (1 + cos(0)) / 2 = 1e-3 at the stage's epoch 1
+        by_hand = [1e-4, 1e-3, 1e-4, 1e-3]
     else:
         assert schedule.restart_epoch == 0
+        by_hand = [1e-4, 1e-3, 7.5e-4, 2.5e-4]     # the smoke schedule (test_encoder_learning_rate_factor)
     assert [s["lr"] for s in states] == pytest.approx([schedule.lr_at(e) for e in range(4)])
+    assert [s["lr"] for s in states] == pytest.approx(by_hand, rel=1e-12)
     log = Path(trainer.log_file).read_text()
+    # no -pretrained_weights: nnU-Net's on_train_start warns that this is not the baseline
+    assert "WARNING: SPConFinetuneTrainer runs without -pretrained_weights" in log
     assert f"encoder frozen from epoch 0 (frozen_encoder_epochs = {frozen_epochs})" in log
     assert ("encoder trained from epoch 2" in log) == (frozen_epochs == 2)
 

@@ -2,17 +2,12 @@
 
 from spcl_nnunet.training.finetune import (  # noqa: F401
     SPConBaselineTrainer,
-    SPConBaselineTrainer_demo,
     SPConBaselineTrainer_nnUNetRecipe,
-    SPConBaselineTrainer_quality,
     SPConFinetuneTrainer,
     SPConFinetuneTrainer_ACDC,
     SPConFinetuneTrainer_MMWHS,
     SPConFinetuneTrainer_nnUNetRecipe,
     SPConFinetuneTrainer_paperRecipe,
     SPConFinetuneTrainer_PROMISE12,
-    SPConFinetuneTrainer_demo,
-    SPConFinetuneTrainer_quality,
     SPConFinetuneTrainer_DiceCE,
-    SPConFinetuneTrainer_smoke,
 )

@@ -12,7 +12,4 @@ from spcl_nnunet.training.pretrain import (  # noqa: F401
     SPConPretrainTrainer_phase,
     SPConPretrainTrainer_posPatient,
     SPConPretrainTrainer_posPatientPhase,
-    SPConPretrainTrainer_demo,
-    SPConPretrainTrainer_quality,
-    SPConPretrainTrainer_smoke,
 )

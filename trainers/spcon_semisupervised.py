@@ -3,17 +3,11 @@ in ``spcl_nnunet.training.semisupervised``; nnU-Net finds them here through ``nn
 
 from spcl_nnunet.training.semisupervised import (  # noqa: F401
     EntropyMinTrainer,
-    EntropyMinTrainer_quality,
-    EntropyMinTrainer_smoke,
     MeanTeacherTrainer,
-    MeanTeacherTrainer_quality,
     MeanTeacherTrainer_rampup,
-    MeanTeacherTrainer_smoke,
     SemiSupervisedTrainer,
     SPConMeanTeacherTrainer,
     SPConMeanTeacherTrainer_ACDC,
     SPConMeanTeacherTrainer_MMWHS,
     SPConMeanTeacherTrainer_PROMISE12,
-    SPConMeanTeacherTrainer_quality,
-    SPConMeanTeacherTrainer_smoke,
 )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["gamma_at", "warmup_cosine_lr", "sigmoid_rampup"]
+__all__ = ["gamma_at", "effective_warmup", "warmup_cosine_lr", "sigmoid_rampup"]
 
 
 def _clip(x: float, lo: float, hi: float) -> float:
@@ -34,6 +34,14 @@ def gamma_at(
     return start + (end - start) * t**p
 
 
+def effective_warmup(max_epochs: int, warmup_epochs: int) -> int:
+    """The warm-up W (epochs) that ``warmup_cosine_lr`` uses: ``warmup_epochs`` when the run is
+    longer; else it is shortened to max(1, max_epochs // 5) epochs, and to 0 (no warm-up) when that
+    leaves no epoch for the decay (max_epochs == 1)."""
+    warm = warmup_epochs if max_epochs > warmup_epochs else max(1, max_epochs // 5)
+    return 0 if warm >= max_epochs else warm
+
+
 def warmup_cosine_lr(
     epoch: int | float,
     max_epochs: int,
@@ -47,8 +55,8 @@ def warmup_cosine_lr(
     multiplier * lr_init, then cosine decay lr(e) = peak * (1 + cos(pi * (e - W) / (M - W))) / 2
     down to 0 at e = M = max_epochs. The epoch is clipped to [0, M].
 
-    If max_epochs <= warmup_epochs, the warm-up is shortened to W = max(1, max_epochs // 5)
-    epochs; when that leaves no room for the decay (max_epochs == 1), W = 0 (no warm-up).
+    If max_epochs <= warmup_epochs, the warm-up is shortened (``effective_warmup``; a caller
+    that logs says so when it differs from ``warmup_epochs``).
     """
     if not max_epochs > 0:
         raise ValueError(f"max_epochs must be > 0, got {max_epochs}")
@@ -61,9 +69,7 @@ def warmup_cosine_lr(
     if math.isnan(epoch):
         raise ValueError(f"epoch must be a number, got {epoch}")
 
-    warm = warmup_epochs if max_epochs > warmup_epochs else max(1, max_epochs // 5)
-    if warm >= max_epochs:
-        warm = 0
+    warm = effective_warmup(max_epochs, warmup_epochs)
     peak = multiplier * lr_init
     e = _clip(float(epoch), 0.0, float(max_epochs))
     if e < warm:

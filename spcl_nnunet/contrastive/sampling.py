@@ -13,6 +13,19 @@ from dataclasses import dataclass
 import numpy as np
 
 
+def scans_per_meta_batch(batch_size: int, partitions: int) -> tuple[int, str | None]:
+    """(scans m, note) of a meta-label batch sized from an image batch: m = batch_size // S partitions.
+    The note is None unless the batch is smaller than the partitions: then m falls back to 1, i.e. S
+    slices per view, more images than ``batch_size``, and the note says so (for the trainer's log)."""
+    if batch_size < 1 or partitions < 1:
+        raise ValueError(f"batch size and slice partitions must be >= 1, got {batch_size} and {partitions}")
+    if batch_size >= partitions:
+        return batch_size // partitions, None
+    return 1, (f"meta-label batch: the batch size {batch_size} is smaller than the {partitions} slice partitions, "
+               f"so each batch holds 1 scan x {partitions} slices per view ({partitions} images, not {batch_size}); "
+               f"set num_scans_per_batch (a schedule key) to choose the number of scans")
+
+
 @dataclass(frozen=True)
 class SliceDraw:
     case: str

@@ -15,7 +15,6 @@ import numpy as np
 import SimpleITK as sitk
 
 from spcl_nnunet.data.metalabels import MetaLabels, save_meta_labels
-from spcl_nnunet.data.rawdataset import write_dataset_json
 from spcl_nnunet.data.splits import FoldTable, make_fold_table, split_groups, write_fold_files
 
 FILE_ENDING = ".nii.gz"
@@ -142,8 +141,14 @@ def finish_dataset(folder: Path, spec: DatasetSpec, training_cases: Sequence[Sou
 
     ``training_cases`` are all imagesTr cases (train pool, validation and label-less ones);
     label-less cases are listed under ``unlabeled`` and never drawn as labeled scans."""
-    write_dataset_json(folder, spec.name, spec.description, spec.channel_names, spec.labels,
-                       len(training_cases), spec.reference, FILE_ENDING, **dict(extra_dataset_json or {}))
+    from nnunetv2.dataset_conversion.generate_dataset_json import generate_dataset_json
+
+    # nnU-Net's writer (into the staging folder: the dataset appears whole or not at all); it converts the
+    # dicts it is given in place, so it gets copies
+    generate_dataset_json(str(folder), dict(spec.channel_names), dict(spec.labels), len(training_cases), FILE_ENDING,
+                          dataset_name=spec.name, description=spec.description, reference=spec.reference,
+                          license="the source dataset's terms (see reference)", converted_by="spcl_nnunet convert",
+                          **dict(extra_dataset_json or {}))
     meta = MetaLabels(slice_partitions=spec.slice_partitions,
                       cases={c.case_id: dict(c.meta) for c in training_cases},
                       unlabeled=sorted(c.case_id for c in training_cases if c.label is None))

@@ -24,6 +24,8 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
+from spcl_nnunet.data.jsonfile import read_json
+
 META_LABELS_FILE = "meta_labels.json"
 META_LABELS_VERSION = 1
 POSITION_KEY = "position"
@@ -152,10 +154,7 @@ def load_meta_labels(path: str | os.PathLike[str]) -> MetaLabels:
         path = path / META_LABELS_FILE
     if not path.is_file():
         raise FileNotFoundError(f"meta-label file not found: {path}")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path}: not valid JSON ({err})") from err
+    data = read_json(path)
     return MetaLabels.from_json(data, source=str(path))
 
 

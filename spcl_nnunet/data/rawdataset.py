@@ -1,10 +1,10 @@
 """Writing an nnU-Net raw dataset all at once: built in a temporary sibling folder, then renamed
 into place, so that a failure (bad input, full disk) never leaves a half-written dataset behind.
-Used by the synthetic generator and the dataset converters."""
+Used by the synthetic generator and the dataset converters, which write ``dataset.json`` into the
+staging folder with nnU-Net's own ``generate_dataset_json``."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
@@ -12,6 +12,8 @@ import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+
+from spcl_nnunet.data.jsonfile import read_json
 
 RAW_SUBFOLDERS = ("imagesTr", "labelsTr", "imagesTs", "labelsTs")
 
@@ -65,27 +67,12 @@ def _move_into_place(tmp: Path, target: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def write_dataset_json(folder: Path, name: str, description: str, channel_names: Mapping[str, str],
-                       labels: Mapping[str, int], num_training: int, reference: str,
-                       file_ending: str = ".nii.gz", **extra: object) -> Path:
-    """nnU-Net's ``dataset.json``."""
-    content = {"name": name, "description": description, "channel_names": dict(channel_names),
-               "labels": dict(labels), "numTraining": int(num_training), "file_ending": file_ending,
-               "reference": reference, **extra}
-    path = Path(folder) / "dataset.json"
-    path.write_text(json.dumps(content, indent=2) + "\n", encoding="utf-8")
-    return path
-
-
 def load_dataset_json(folder: str | os.PathLike[str]) -> dict:
     """nnU-Net's ``dataset.json`` of a raw dataset folder, with the keys this package relies on."""
     path = Path(folder) / "dataset.json"
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: {folder} is not an nnU-Net raw dataset")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path}: not valid JSON ({err})") from err
+    data = read_json(path)
     missing = [k for k in ("file_ending", "labels", "numTraining") if k not in data]
     if missing or not (data.get("channel_names") or data.get("modality")):
         raise ValueError(f"{path}: expected nnU-Net's keys channel_names, labels, numTraining, file_ending; "

@@ -28,9 +28,29 @@ class MissingSidecarError(FileNotFoundError):
     """A sidecar needed by the SP-Con trainers is missing."""
 
 
-def prepare_command(dataset_name: str) -> str:
+def dataset_id_of(dataset_name: str) -> int | str:
+    """``Dataset501_Heart`` -> 501 (a name without a number: the name itself)."""
     dataset_id = dataset_name.split("_")[0].removeprefix("Dataset")
-    return f"spcl_nnunet prepare -d {int(dataset_id) if dataset_id.isdigit() else dataset_name}"
+    return int(dataset_id) if dataset_id.isdigit() else dataset_name
+
+
+def prepare_command(dataset_name: str) -> str:
+    return f"spcl_nnunet prepare -d {dataset_id_of(dataset_name)}"
+
+
+
+def require_raw_sidecars(raw: Path, dataset_id: int | str | None = None) -> None:
+    """Raise :class:`MissingSidecarError` naming every sidecar the raw dataset folder ``raw``
+    lacks, and the commands that write them (their ``-d``: ``dataset_id``, by default from the
+    folder's name)."""
+    dataset_id = dataset_id_of(Path(raw).name) if dataset_id is None else dataset_id
+    missing = [name for name in SIDECAR_FILES if not (Path(raw) / name).is_file()]
+    if missing:
+        raise MissingSidecarError(
+            f"{raw} lacks {', '.join(missing)}: for your own dataset run 'spcl_nnunet metalabels -d {dataset_id}' "
+            f"(meta-labels) and 'spcl_nnunet folds -d {dataset_id}' (cross-validation folds), see the README's "
+            f"'Your own dataset'; the paper's datasets get them from 'spcl_nnunet convert' and their "
+            f"labeled-subset folds from 'spcl_nnunet splits'; 'spcl_nnunet synthetic' writes a dataset with all three")
 
 
 def install_sidecars(raw_dataset_dir: str | os.PathLike[str], preprocessed_dataset_dir: str | os.PathLike[str]
@@ -41,13 +61,7 @@ def install_sidecars(raw_dataset_dir: str | os.PathLike[str], preprocessed_datas
     ``splits_final.json``); each copy lands atomically.
     """
     raw, pre = Path(raw_dataset_dir), Path(preprocessed_dataset_dir)
-    missing = [name for name in SIDECAR_FILES if not (raw / name).is_file()]
-    if missing:
-        raise MissingSidecarError(
-            f"{raw} lacks {', '.join(missing)}: for your own dataset run 'spcl_nnunet metalabels -d <ID>' "
-            f"(meta-labels) and 'spcl_nnunet folds -d <ID>' (cross-validation folds), see the README's "
-            f"'Your own dataset'; the paper's datasets get them from 'spcl_nnunet convert' and their "
-            f"labeled-subset folds from 'spcl_nnunet splits'; 'spcl_nnunet synthetic' writes a dataset with all three")
+    require_raw_sidecars(raw)
     if not pre.is_dir():
         raise MissingSidecarError(f"preprocessed dataset folder {pre} does not exist: run "
                                   f"nnUNetv2_plan_and_preprocess -d <ID> -c 2d first")

@@ -26,6 +26,8 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from spcl_nnunet.data.jsonfile import read_json
+
 SPLITS_FILE = "splits_final.json"
 FOLDS_FILE = "spcl_folds.json"
 FOLDS_VERSION = 1
@@ -47,6 +49,20 @@ class FoldSpec:
     def to_json(self) -> dict[str, Any]:
         return {"fold": self.fold, "num_labeled": self.num_labeled, "split": self.split,
                 "labeled": list(self.labeled), **({"val": list(self.val)} if self.val is not None else {})}
+
+
+def _shown(cases: list[str], most: int = 6) -> str:
+    """The first ``most`` case ids, then how many more."""
+    return ", ".join(cases[:most]) + (f", ... (+{len(cases) - most})" if len(cases) > most else "")
+
+
+def _text_table(rows: list[tuple[str, str, str, str]]) -> str:
+    """Rows of four columns as text: the first three right-aligned, a rule under the header row."""
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    lines = [" | ".join([row[0].rjust(widths[0]), row[1].rjust(widths[1]), row[2].rjust(widths[2]), row[3]])
+             for row in rows]
+    lines.insert(1, "-+-".join(["-" * w for w in widths] + ["-" * 5]))
+    return "\n".join(lines)
 
 
 @dataclass
@@ -89,30 +105,16 @@ class FoldTable:
         if self.cross_validation:
             return self._describe_cross_validation()
         rows = [("fold", "labeled scans", "split", "cases")]
-        for spec in self.folds:
-            shown = ", ".join(spec.labeled[:6]) + (f", ... (+{len(spec.labeled) - 6})" if len(spec.labeled) > 6 else "")
-            rows.append((str(spec.fold), str(spec.num_labeled), str(spec.split), shown))
-        widths = [max(len(row[i]) for row in rows) for i in range(3)]
-        lines = [" | ".join([row[0].rjust(widths[0]), row[1].rjust(widths[1]), row[2].rjust(widths[2]), row[3]])
-                 for row in rows]
-        lines.insert(1, "-+-".join(["-" * w for w in widths] + ["-" * 5]))
-        header = (f"train pool {len(self.train_pool)} scans, val {len(self.val)}, test {len(self.test)}, "
-                  f"seed {self.seed}")
-        return header + "\n" + "\n".join(lines)
+        rows += [(str(spec.fold), str(spec.num_labeled), str(spec.split), _shown(spec.labeled)) for spec in self.folds]
+        return (f"train pool {len(self.train_pool)} scans, val {len(self.val)}, test {len(self.test)}, "
+                f"seed {self.seed}\n" + _text_table(rows))
 
     def _describe_cross_validation(self) -> str:
         rows = [("fold", "train scans", "val scans", "validation cases")]
-        for spec in self.folds:
-            val = self.val_of(spec)
-            shown = ", ".join(val[:6]) + (f", ... (+{len(val) - 6})" if len(val) > 6 else "")
-            rows.append((str(spec.fold), str(len(spec.labeled)), str(len(val)), shown))
-        widths = [max(len(row[i]) for row in rows) for i in range(3)]
-        lines = [" | ".join([row[0].rjust(widths[0]), row[1].rjust(widths[1]), row[2].rjust(widths[2]), row[3]])
-                 for row in rows]
-        lines.insert(1, "-+-".join(["-" * w for w in widths] + ["-" * 5]))
-        header = (f"{len(self.folds)}-fold cross-validation over {len(self.train_pool)} labeled scans, grouped by "
-                  f"patient; test {len(self.test)}, seed {self.seed}")
-        return header + "\n" + "\n".join(lines)
+        rows += [(str(spec.fold), str(len(spec.labeled)), str(len(self.val_of(spec))), _shown(self.val_of(spec)))
+                 for spec in self.folds]
+        return (f"{len(self.folds)}-fold cross-validation over {len(self.train_pool)} labeled scans, grouped by "
+                f"patient; test {len(self.test)}, seed {self.seed}\n" + _text_table(rows))
 
     def to_json(self) -> dict[str, Any]:
         """The JSON-serialisable form written to ``spcl_folds.json``."""
@@ -400,10 +402,7 @@ def write_fold_files(folder: str | os.PathLike[str], table: FoldTable) -> tuple[
 def _read_json(path: Path) -> Any:
     if not path.is_file():
         raise FileNotFoundError(f"fold file not found: {path}")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path}: not valid JSON ({err})") from err
+    return read_json(path)
 
 
 def load_fold_table(folder: str | os.PathLike[str]) -> FoldTable:

@@ -21,7 +21,6 @@ moved into place; an error while moving takes back what was moved.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -31,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from spcl_nnunet.data.jsonfile import read_json
 from spcl_nnunet.data.metalabels import _preview, write_json_atomic
 from spcl_nnunet.data.rawdataset import channel_count, load_dataset_json, training_case_ids
 
@@ -44,10 +44,7 @@ def load_unlabeled(raw: str | os.PathLike[str]) -> list[str]:
     path = Path(raw) / UNLABELED_FILE
     if not path.is_file():
         return []
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path}: not valid JSON ({err})") from err
+    data = read_json(path)
     cases = data.get("cases") if isinstance(data, dict) else None
     if data.get("version") != UNLABELED_VERSION or not isinstance(cases, list) or \
             not all(isinstance(c, str) for c in cases):

@@ -1,6 +1,11 @@
-"""``spcl_nnunet experiment``: the paper's comparison tables (Tables 2-3) for a converted dataset.
+"""``spcl_nnunet experiment`` and ``spcl_nnunet demo``: the paper's comparison tables (Tables 2-3),
+one path for both.
 
-``methods`` is the registry of named recipes of nnU-Net trainers, ``runner`` runs them through
-nnU-Net's own commands (resumable, idempotent, N at once), ``results`` turns the finished runs
-into results.json/csv/md and learning_curve.png.
+``methods``: the registry of named recipes of nnU-Net trainers; ``plan``: the configuration and
+every check before anything runs; ``commands``: nnU-Net's commands (each in its own session) and
+evaluation; ``files``: the working folder's layout, training states and atomic writes;
+``progress``: the progress lines; ``runner``: the orchestration (resumable, idempotent, N jobs at
+once); ``records`` and ``results``: each run's record and the results.json/csv/md and
+learning_curve.png made from them; ``selection``: choosing among runs on validation scans;
+``demo``: the demo, an experiment with the ``demo`` schedule.
 """

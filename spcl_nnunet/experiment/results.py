@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
-import os
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+from spcl_nnunet.experiment.files import atomic_write, write_json, write_text
 
 STD_NOTE = "std over splits with ddof = 1 (sample standard deviation); n/a with a single split"
 BASELINE_METHOD = "baseline"
@@ -173,6 +172,14 @@ def table3_markdown(records: Sequence[Mapping[str, Any]]) -> str:
     return "\n\n".join(parts)
 
 
+def dice_table(records: Sequence[Mapping[str, Any]]) -> str:
+    """One row per record: its label, the Dice (%) of each class and their mean (the demo's table)."""
+    classes = class_names(records)
+    rows = [[r["label"], *[percent(r["dice"][c]) if c in r["dice"] else "–" for c in classes], percent(r["mean_dice"])]
+            for r in records]
+    return _table(["method", *classes, "mean"], rows)
+
+
 def table2_markdown(records: Sequence[Mapping[str, Any]]) -> str:
     """Table 2 form: the learning curve, mean (std) over splits of the mean Dice per labeled count."""
     counts = sorted({r["num_labeled"] for r in records})
@@ -241,29 +248,8 @@ def plot_learning_curve(records: Sequence[Mapping[str, Any]], path: Path, scans:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    _atomic(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
     plt.close(fig)
-
-
-def _atomic(path: Path, write) -> None:
-    """Write ``path`` through a temporary sibling renamed into place."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def write_text(path: Path, text: str) -> None:
-    _atomic(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
-
-
-def write_json(path: Path, data: Any) -> None:
-    write_text(path, json.dumps(data, indent=2) + "\n")
 
 
 def write_results(workdir: Path, records: Sequence[Mapping[str, Any]], header: Mapping[str, Any],

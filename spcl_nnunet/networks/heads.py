@@ -68,7 +68,24 @@ class ProjectionHead(nn.Module):
         return self.mlp(pooled)
 
 
-class ClusterHeads(nn.Module):
+class _SubHeads(nn.Module):
+    """``num_heads`` sub-heads of ``num_clusters`` outputs computed by one layer (the subclass's):
+    its ``heads * K`` output channels are split into heads and soft-maxed over K in float32."""
+
+    def __init__(self, in_channels: int, num_clusters: int, num_heads: int) -> None:
+        super().__init__()
+        _check_sizes(in_channels=in_channels, num_clusters=num_clusters, num_heads=num_heads)
+        self.in_channels = in_channels
+        self.num_clusters = num_clusters
+        self.num_heads = num_heads
+
+    def _probabilities(self, logits: Tensor, device_type: str) -> Tensor:
+        logits = logits.unflatten(1, (self.num_heads, self.num_clusters))
+        with torch.autocast(device_type=device_type, enabled=False):
+            return torch.softmax(logits.float(), dim=2)
+
+
+class ClusterHeads(_SubHeads):
     """``num_heads`` IIC sub-heads on a feature map: GAP -> Linear(C, K) -> softmax.
 
     The sub-heads are one Linear(C, heads * K) whose output is split into heads of K (each
@@ -78,21 +95,15 @@ class ClusterHeads(nn.Module):
     """
 
     def __init__(self, in_channels: int, num_clusters: int = 20, num_heads: int = 5) -> None:
-        super().__init__()
-        _check_sizes(in_channels=in_channels, num_clusters=num_clusters, num_heads=num_heads)
-        self.in_channels = in_channels
-        self.num_clusters = num_clusters
-        self.num_heads = num_heads
+        super().__init__(in_channels, num_clusters, num_heads)
         self.linear = nn.Linear(in_channels, num_heads * num_clusters)
 
     def forward(self, x: Tensor) -> Tensor:
         _check_input(x, self.in_channels, (4, 5), "(B, C, H, W) or (B, C, D, H, W)")
-        logits = self.linear(x.flatten(2).mean(dim=-1)).unflatten(1, (self.num_heads, self.num_clusters))
-        with torch.autocast(device_type=x.device.type, enabled=False):
-            return torch.softmax(logits.float(), dim=2)
+        return self._probabilities(self.linear(x.flatten(2).mean(dim=-1)), x.device.type)
 
 
-class DenseClusterHeads(nn.Module):
+class DenseClusterHeads(_SubHeads):
     """``num_heads`` dense IIC sub-heads: Conv2d(C, K, 1) -> softmax over channels per pixel.
 
     The sub-heads are one Conv2d(C, heads * K, 1) split into heads of K (one convolution instead
@@ -100,18 +111,12 @@ class DenseClusterHeads(nn.Module):
     """
 
     def __init__(self, in_channels: int, num_clusters: int = 20, num_heads: int = 5) -> None:
-        super().__init__()
-        _check_sizes(in_channels=in_channels, num_clusters=num_clusters, num_heads=num_heads)
-        self.in_channels = in_channels
-        self.num_clusters = num_clusters
-        self.num_heads = num_heads
+        super().__init__(in_channels, num_clusters, num_heads)
         self.conv = nn.Conv2d(in_channels, num_heads * num_clusters, 1)
 
     def forward(self, x: Tensor) -> Tensor:
         _check_input(x, self.in_channels, (4,), "(B, C, H, W)")
-        logits = self.conv(x).unflatten(1, (self.num_heads, self.num_clusters))
-        with torch.autocast(device_type=x.device.type, enabled=False):
-            return torch.softmax(logits.float(), dim=2)
+        return self._probabilities(self.conv(x), x.device.type)
 
 
 class DenseProjectionHead(nn.Module):

@@ -15,9 +15,10 @@ from typing import Mapping, Sequence
 
 import numpy as np
 import SimpleITK as sitk
+from nnunetv2.dataset_conversion.generate_dataset_json import generate_dataset_json
 
 from spcl_nnunet.data.metalabels import MetaLabels, save_meta_labels
-from spcl_nnunet.data.rawdataset import staged_dataset, target_folder, write_dataset_json
+from spcl_nnunet.data.rawdataset import staged_dataset, target_folder
 from spcl_nnunet.data.splits import make_fold_table, split_groups, write_fold_files
 from spcl_nnunet.synthetic.profiles import ACDC, DEFAULT, PROFILES, Profile, get_profile
 from spcl_nnunet.synthetic.render import LABELS, SLICE_PARTITIONS, Patient, draw_patient, render_scan
@@ -115,7 +116,10 @@ def generate_synthetic_dataset(raw_root: str | os.PathLike[str], dataset_id: int
         if profile.name != DEFAULT.name:
             description += f" Profile '{profile.name}': {profile.description}."
             reference += f", profile {profile.name}"
-        write_dataset_json(tmp, name, description, {"0": "cineMRI"}, LABELS, len(training), reference, FILE_ENDING)
+        # nnU-Net's writer, into the staging folder; it converts the dicts it is given in place
+        generate_dataset_json(str(tmp), {"0": "cineMRI"}, dict(LABELS), len(training), FILE_ENDING, dataset_name=name,
+                              description=description, reference=reference, license="synthetic images, no source data",
+                              converted_by="spcl_nnunet synthetic")
         cases = {case: {"patient": case.rsplit("_", 1)[0], "phase": case.rsplit("_", 1)[1]} for case in training}
         save_meta_labels(MetaLabels(slice_partitions=SLICE_PARTITIONS, cases=cases, unlabeled=[]), tmp)
         write_fold_files(tmp, table)

@@ -21,68 +21,9 @@ from spcl_nnunet.data.sidecars import load_sidecars
 from spcl_nnunet.data.splits import FOLDS_FILE, FoldTable
 from spcl_nnunet.training.progress import progress_plot_skipped
 from spcl_nnunet.training.schedules import ENV_VAR as SCHEDULE_ENV_VAR
-from spcl_nnunet.training.schedules import Schedule, active_schedule
+from spcl_nnunet.training.schedules import active_schedule, schedule_overrides
 
 SCHEDULE_CHECKPOINT_KEY = "spcl_schedule"
-
-
-def _role_classes(cls: type, role: str) -> list[type]:
-    """``cls``'s role family: every loaded SP-Con trainer class whose ``schedule_role`` is ``role``."""
-    family, stack = [], [SPConTrainerBase]
-    while stack:
-        klass = stack.pop()
-        if getattr(klass, "schedule_role", None) == role:
-            family.append(klass)
-        stack.extend(klass.__subclasses__())
-    return family or [cls]
-
-
-def _check_type(schedule: Schedule, group: str, key: str, default, value) -> None:
-    """An override must fit the class default: bool for bool, a number for a number (a whole
-    number for an int), a string for a string; None defaults and None values take anything."""
-    if default is None or value is None:
-        return
-    numeric = (int, float)
-    if isinstance(default, bool) or isinstance(value, bool):
-        ok = isinstance(default, bool) and isinstance(value, bool)
-    elif isinstance(default, numeric):
-        ok = isinstance(value, numeric) and not (isinstance(default, int) and isinstance(value, float)
-                                                 and not value.is_integer())
-    elif isinstance(default, str):
-        ok = isinstance(value, str)
-    else:
-        ok = type(value) is type(default)
-    if not ok:
-        raise ValueError(f"schedule {schedule.name!r}, role {group!r}: {key} = {value!r} does not fit the trainer's "
-                         f"default {default!r} ({type(default).__name__})")
-
-
-def schedule_overrides(cls: type, schedule: Schedule) -> tuple[dict, list[str]]:
-    """(overrides ``cls`` applies, keys it skips) for a trainer class under ``schedule``.
-
-    A key that no trainer of the role has is a ValueError naming the schedule, the role and the
-    key. A key that only other trainers of the role have (``ema_decay`` for entropy
-    minimisation, ``num_scans_per_batch`` for Mean Teacher) is skipped."""
-    role = getattr(cls, "schedule_role", None)
-    if role is None:
-        raise ValueError(f"{cls.__name__} has no schedule_role: it cannot run under schedule {schedule.name!r}")
-    applied: dict = {}
-    skipped: list[str] = []
-    for group, overrides in schedule.role_overrides(role):
-        family = _role_classes(cls, group)
-        for key, value in overrides.items():
-            if key.startswith("_") or not any(hasattr(klass, key) for klass in family):
-                raise ValueError(f"schedule {schedule.name!r}, role {group!r}: unknown key {key!r}: no "
-                                 f"{group} trainer has a class attribute of that name ({cls.__name__} runs under "
-                                 f"role {role!r})")
-            if not hasattr(cls, key):
-                skipped.append(key)
-                continue
-            default = getattr(cls, key)
-            _check_type(schedule, group, key, default, value)
-            is_int = isinstance(default, int) and not isinstance(default, bool)
-            applied[key] = int(value) if is_int and isinstance(value, float) else value
-    return applied, skipped
 
 
 class SPConTrainerBase(nnUNetTrainer):
@@ -175,8 +116,7 @@ class SPConTrainerBase(nnUNetTrainer):
         raw = join(nnUNet_raw.get(), dataset_name) if nnUNet_raw.is_set() else None
         self.meta_labels, self.fold_table, notes = load_sidecars(self.preprocessed_dataset_folder_base, raw,
                                                                 dataset_name)
-        for note in notes:
-            self.print_to_log_file(note)
+        self.log_lines(notes)
         if self.dataset_class is None:
             from nnunetv2.training.dataloading.nnunet_dataset import infer_dataset_class
             self.dataset_class = infer_dataset_class(self.preprocessed_dataset_folder)
@@ -222,6 +162,12 @@ class SPConTrainerBase(nnUNetTrainer):
         return sorted(set(identifiers) - set(val_keys)), list(val_keys)
 
     # ----------------------------------------------------------------- helpers
+    def log_lines(self, lines: list[str]) -> None:
+        """Each line to nnU-Net's training log (and the console): what a library piece without a
+        logger reports, e.g. a shortened warm-up."""
+        for line in lines:
+            self.print_to_log_file(line)
+
     def require_2d(self) -> None:
         if len(self.configuration_manager.patch_size) != 2:
             raise ValueError(f"{self.__class__.__name__} works on nnU-Net's 2d configuration, got "

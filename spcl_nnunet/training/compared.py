@@ -1,6 +1,6 @@
 """The paper's compared semi-supervised methods as nnU-Net trainers (supplementary Sec. 3).
 
-What the reference code does and where it departs from the paper: ../shared/docs/compared_methods.md.
+What the reference code does and where it departs from the paper: docs/compared_methods.md.
 All three share ``SemiSupervisedTrainer``'s step: L_sup (cross-entropy with nnU-Net's deep
 supervision) on nnU-Net's labeled batch plus the method's term, ramped up by ``rampup_weight``:
 

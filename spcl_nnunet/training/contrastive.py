@@ -18,6 +18,7 @@ from spcl_nnunet.networks.heads import ProjectionHead
 from spcl_nnunet.contrastive.heatmap import save_weight_heatmap
 from spcl_nnunet.losses.self_paced import combined_self_paced_supcon, mean_positive_weight
 from spcl_nnunet.contrastive.pacing import gamma_at
+from spcl_nnunet.contrastive.sampling import scans_per_meta_batch
 from spcl_nnunet.contrastive.slices import partition_counts, partitions_for_cases
 from spcl_nnunet.training.dataloading import ContrastiveDataLoader, case_slice_counts
 from spcl_nnunet.networks.unet_features import encode_with_last_conv
@@ -43,7 +44,7 @@ class MetaLabelContrast:
     # what the projector's global average pool reads: "bottleneck" = the encoder's output (after
     # nnU-Net's InstanceNorm + LeakyReLU, as the method's GAP -> MLP on the encoder), "last_conv" =
     # the last convolution's output before that block's norm, which keeps how strongly each channel
-    # fires in each image (benchmarks/diagnose_pooling.py)
+    # fires in each image (benchmarks/README.md, "diagnose_pooling.py")
     projector_input: str = "bottleneck"
 
     projector: ProjectionHead | None = None
@@ -85,8 +86,11 @@ class MetaLabelContrast:
         if self.num_scans_per_batch:
             return per_rank_count(self.num_scans_per_batch, "num_scans_per_batch")
         batch = self.batch_size_override or int(self.configuration_manager.batch_size)
-        return per_rank_count(max(1, batch // partitions), f"the batch size {batch} // {partitions} slice "
-                                                           f"partitions (scans per meta-label batch)")
+        scans, note = scans_per_meta_batch(batch, partitions)
+        if note:
+            self.print_to_log_file(note)
+        return per_rank_count(scans, f"the batch size {batch} // {partitions} slice partitions (scans per "
+                                     f"meta-label batch)")
 
     def contrastive_loader(self, keys: list[str], transforms) -> ContrastiveDataLoader:
         dataset = self.dataset_class(self.preprocessed_dataset_folder, keys)

@@ -1,14 +1,16 @@
-"""Supervised training on a fold's labeled scans: the paper's fine-tuning stage and baseline.
+"""Supervised training on a fold's labeled scans: the paper's fine-tuning stage.
 
-With ``-pretrained_weights`` (an ``SPConPretrainTrainer`` checkpoint) this is "SP-Con
-(pre-train)"; without, it is the few-label baseline. Loss: cross-entropy as in the paper
-(nnU-Net's deep supervision kept), or nnU-Net's Dice + CE in ``SPConFinetuneTrainer_DiceCE``.
-Learning rate: linear warm-up from ``lr_init`` to ``lr_multiplier * lr_init`` over 10 epochs,
-then cosine decay; RAdam with weight decay 1e-5 (the authors' code). The transfer options of
-issue #19 (encoder learning-rate factor, random shallow stages, frozen encoder, nnU-Net's SGD) are
-class attributes, set by a schedule file. The default recipe trains the pre-trained encoder at a
-tenth of the decoder's rate (arm (c), chosen on validation scans); ``SPConFinetuneTrainer_paperRecipe``
-keeps the paper's single rate.
+``SPConFinetuneTrainer -pretrained_weights`` (an ``SPConPretrainTrainer`` checkpoint) is "SP-Con
+(pre-train)". The few-label baseline is ``SPConBaselineTrainer``: the same recipe with one learning
+rate. ``SPConFinetuneTrainer`` without ``-pretrained_weights`` is neither: it trains a random encoder
+at a tenth of the rate, and says so in its log. Loss: cross-entropy as in the paper (nnU-Net's deep
+supervision kept), or nnU-Net's Dice + CE in ``SPConFinetuneTrainer_DiceCE``. Learning rate: linear
+warm-up from ``lr_init`` to ``lr_multiplier * lr_init`` over 10 epochs, then cosine decay; RAdam with
+weight decay 1e-5 (the authors' code). The transfer options of issue #19 (encoder learning-rate
+factor, random shallow stages, frozen encoder, nnU-Net's SGD) are class attributes, set by a
+schedule file. The default recipe trains the pre-trained encoder at a tenth of the decoder's rate
+(arm (c), chosen on validation scans); ``SPConFinetuneTrainer_paperRecipe`` keeps the paper's single
+rate.
 """
 
 from __future__ import annotations
@@ -52,10 +54,34 @@ class SPConFinetuneTrainer(SPConTrainerBase):
                  device: torch.device = torch.device("cuda")):
         super().__init__(plans, configuration, fold, dataset_json, device)
         self.initial_lr = self.lr_init * self.lr_multiplier
+        self.encoder_as_built: torch.Tensor | None = None   # a copy of the first encoder tensor after initialize
 
     def initialize(self):
         self.load_spcon_sidecars()
         super().initialize()
+        self.encoder_as_built = next(self.unwrapped_network().encoder.parameters()).detach().clone()
+
+    def baseline_trainer(self) -> str:
+        """The trainer that trains this recipe from scratch (named when no weights are loaded)."""
+        return "SPConBaselineTrainer"
+
+    def pretrained_weights_loaded(self) -> bool:
+        """Whether, on a fresh run (epoch 0), something replaced the encoder that ``initialize`` built:
+        nnU-Net's ``-pretrained_weights`` loads after ``initialize`` and before ``on_train_start``.
+        False before ``initialize`` and on a resumed run (``--c``)."""
+        if not self.was_initialized or self.current_epoch != 0 or self.encoder_as_built is None:
+            return False
+        return not torch.equal(next(self.unwrapped_network().encoder.parameters()), self.encoder_as_built)
+
+    def random_encoder_warning(self) -> str | None:
+        """The warning for a fresh run whose encoder is random (no ``-pretrained_weights``) yet held back
+        at ``encoder_lr_factor`` x the rate: not the baseline, a weaker model than it. None otherwise."""
+        if self.encoder_lr_factor == 1 or self.current_epoch != 0 or self.pretrained_weights_loaded():
+            return None
+        return (f"WARNING: {type(self).__name__} runs without -pretrained_weights: its encoder starts at random and "
+                f"trains at {self.encoder_lr_factor:g} x the learning rate (encoder_lr_factor), which is not the "
+                f"few-label baseline but a weaker model. For the baseline run -tr {self.baseline_trainer()}; to "
+                f"fine-tune, pass -pretrained_weights with a pre-training's checkpoint_final.pth")
 
     def trainable_parameters(self) -> list[torch.nn.Parameter]:
         return list(self.network.parameters())
@@ -79,12 +105,14 @@ class SPConFinetuneTrainer(SPConTrainerBase):
                                f"{count}); stages {count}-{len(encoder.stages) - 1} kept as loaded")
 
     def encoder_stages_to_reinitialise(self) -> int:
-        """``random_encoder_stages`` on a fresh run whose network was already built and loaded
+        """``random_encoder_stages`` on a fresh run whose network was built and loaded
         (``-pretrained_weights``); 0 on a resumed run (``--c``) and on one from scratch."""
-        return self.random_encoder_stages if self.was_initialized and self.current_epoch == 0 else 0
+        return self.random_encoder_stages if self.pretrained_weights_loaded() else 0
 
     def on_train_start(self):
         # before nnU-Net's start (and before a Mean Teacher copies the student)
+        if warning := self.random_encoder_warning():
+            self.print_to_log_file(warning)
         if count := self.encoder_stages_to_reinitialise():
             self.reinitialise_encoder_stages(count)
         super().on_train_start()
@@ -120,6 +148,7 @@ class SPConFinetuneTrainer(SPConTrainerBase):
         optimizer = torch.optim.RAdam(groups, lr=self.lr_init, weight_decay=self.weight_decay)
         scheduler = WarmupCosineLRScheduler(optimizer, self.lr_init, self.lr_multiplier, self.num_epochs,
                                             self.warmup_epochs, restart_epoch=max(self.frozen_encoder_epochs, 0))
+        self.log_lines(scheduler.warmup_notes())
         return optimizer, scheduler
 
     def check_transfer_options(self) -> None:
@@ -209,6 +238,9 @@ class SPConFinetuneTrainer_nnUNetRecipe(SPConFinetuneTrainer):
     iterations_per_epoch = 250
     weight_decay_default = 3e-5
 
+    def baseline_trainer(self) -> str:
+        return "SPConBaselineTrainer_nnUNetRecipe"
+
 
 class SPConBaselineTrainer_nnUNetRecipe(SPConTrainerBase):
     """nnU-Net's own baseline, ``nnUNetTrainer``, unchanged (SGD lr 1e-2 with poly decay, Dice + CE,
@@ -223,62 +255,25 @@ class SPConBaselineTrainer_nnUNetRecipe(SPConTrainerBase):
 
 
 class SPConFinetuneTrainer_ACDC(SPConFinetuneTrainer):
-    """ACDC in the paper: 75 epochs, lr_init 1e-7."""
+    """ACDC in the paper: 75 epochs, lr_init 1e-7. The rest is ``SPConFinetuneTrainer``'s default recipe,
+    not the paper's: the pre-trained encoder at 0.1 x the rate (``encoder_lr_factor``; the paper used one
+    rate, ``SPConFinetuneTrainer_paperRecipe``)."""
     num_epochs_default = 75
 
 
 class SPConFinetuneTrainer_PROMISE12(SPConFinetuneTrainer):
-    """PROMISE12 in the paper: lr_init 5e-7."""
+    """PROMISE12 in the paper: lr_init 5e-7. The rest is ``SPConFinetuneTrainer``'s default recipe, not the
+    paper's: the pre-trained encoder at 0.1 x the rate (``encoder_lr_factor``; the paper used one rate)."""
     lr_init = 5e-7
 
 
 class SPConFinetuneTrainer_MMWHS(SPConFinetuneTrainer):
-    """MMWHS in the paper: lr_init 2e-6."""
+    """MMWHS in the paper: lr_init 2e-6. The rest is ``SPConFinetuneTrainer``'s default recipe, not the
+    paper's: the pre-trained encoder at 0.1 x the rate (``encoder_lr_factor``; the paper used one rate)."""
     lr_init = 2e-6
 
 
 class SPConFinetuneTrainer_DiceCE(SPConFinetuneTrainer):
-    """nnU-Net's Dice + CE loss instead of the paper's cross-entropy."""
+    """nnU-Net's Dice + CE loss instead of the paper's cross-entropy, in ``SPConFinetuneTrainer``'s default
+    recipe: the pre-trained encoder at 0.1 x the rate (``encoder_lr_factor``)."""
     use_dice_ce = True
-
-
-class SPConFinetuneTrainer_smoke(SPConFinetuneTrainer):
-    """2 epochs x 4 iterations: checks that everything runs."""
-    num_epochs_default = 2
-    iterations_per_epoch = 4
-    val_iterations_per_epoch = 2
-    checkpoint_every = 1
-    progress_plot_every = 2          # the last epoch only
-
-
-class SPConFinetuneTrainer_demo(SPConFinetuneTrainer):
-    """CPU-sized fine-tuning for ``spcl_nnunet demo`` (64 x 64 px scans): 15 x 20 = 300 iterations at
-    batch 8, RAdam peaking at 1e-3 after a 2-epoch warm-up (the paper's 1e-7 x 300 suits 15,000
-    iterations, not 300). No final validation: the demo scores the test scans with nnUNetv2_predict;
-    progress.png after epochs 8 and 15."""
-    num_epochs_default = 15
-    iterations_per_epoch = 20
-    val_iterations_per_epoch = 2
-    batch_size_override = 8
-    lr_init = 1e-4
-    lr_multiplier = 10.0
-    warmup_epochs = 2
-    final_validation = False
-    progress_plot_every = 8
-
-
-class SPConBaselineTrainer_demo(SPConBaselineTrainer, SPConFinetuneTrainer_demo):
-    """The demo's baseline (same schedule, no pre-training)."""
-
-
-class SPConFinetuneTrainer_quality(SPConFinetuneTrainer_demo):
-    """The quality run's fine-tuning (benchmarks/quality_run.py): 700 iterations at batch 8."""
-    num_epochs_default = 35
-    batch_size_override = 8
-    progress_plot_every = 5
-    warmup_epochs = 3
-    final_validation = True
-
-
-class SPConBaselineTrainer_quality(SPConBaselineTrainer, SPConFinetuneTrainer_quality):
-    """The quality run's baseline (same schedule, no pre-training)."""

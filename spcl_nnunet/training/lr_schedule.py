@@ -7,7 +7,7 @@ from nnunetv2.training.lr_scheduler.warmup import Lin_incr_LRScheduler, PolyLRSc
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import _LRScheduler
 
-from spcl_nnunet.contrastive.pacing import warmup_cosine_lr
+from spcl_nnunet.contrastive.pacing import effective_warmup, warmup_cosine_lr
 
 
 class WarmupCosineLRScheduler(_LRScheduler):
@@ -35,6 +35,20 @@ class WarmupCosineLRScheduler(_LRScheduler):
             return warmup_cosine_lr(epoch, self.restart_epoch, self.lr_init, self.multiplier, self.warmup_epochs)
         return warmup_cosine_lr(epoch - self.restart_epoch, self.max_epochs - self.restart_epoch, self.lr_init,
                                 self.multiplier, self.warmup_epochs)
+
+    def warmup_notes(self) -> list[str]:
+        """A line for each stage whose warm-up is shorter than ``warmup_epochs`` because the stage
+        is short (``effective_warmup``), for the trainer's log; empty when none is."""
+        stages = [("the run", self.max_epochs)] if self.restart_epoch <= 0 else \
+            [("the frozen-encoder stage", self.restart_epoch),
+             ("the stage after the encoder's release", self.max_epochs - self.restart_epoch)]
+        notes = []
+        for stage, length in stages:
+            warm = effective_warmup(length, self.warmup_epochs)
+            if warm != self.warmup_epochs:
+                notes.append(f"learning-rate warm-up of {stage} shortened from {self.warmup_epochs} to {warm} "
+                             f"epoch(s): {stage} has {length} epoch(s), not more than warmup_epochs")
+        return notes
 
     def step(self, current_step: int | None = None) -> None:  # noqa: D102 (torch API)
         if current_step is None or current_step == -1:

@@ -83,6 +83,7 @@ class PretrainTrainerBase(SPConTrainerBase):
         optimizer = torch.optim.RAdam(self.pretrain_parameters(), lr=self.lr_init, weight_decay=self.weight_decay)
         scheduler = WarmupCosineLRScheduler(optimizer, self.lr_init, self.lr_multiplier, self.num_epochs,
                                             self.warmup_epochs)
+        self.log_lines(scheduler.warmup_notes())
         return optimizer, scheduler
 
     def _build_loss(self):
@@ -283,41 +284,6 @@ class SimCLRPretrainTrainer(SPConPretrainTrainer):
 class SimCLRSPPretrainTrainer(SPConPretrainTrainer):
     """Unsupervised contrastive loss with self-paced weights (supplementary Table 3, 'Unsup. Con. + SP')."""
     simclr = True
-
-
-class SPConPretrainTrainer_smoke(SPConPretrainTrainer):
-    """2 epochs x 4 iterations, 2 scans per batch: checks that everything runs."""
-
-    num_scans_per_batch = 2
-    heatmap_every = 1
-    num_epochs_default = 2
-    iterations_per_epoch = 4
-    val_iterations_per_epoch = 1
-    checkpoint_every = 1
-    progress_plot_every = 2          # the last epoch only
-
-
-class SPConPretrainTrainer_demo(SPConPretrainTrainer):
-    """CPU-sized SP-Con pre-training for ``spcl_nnunet demo``: 5 epochs x 25 iterations of
-    4 scans x 3 slices x 2 views, RAdam peaking at 1e-3 after a 2-epoch warm-up; progress.png
-    after epochs 3 and 5."""
-    num_scans_per_batch = 4
-    num_epochs_default = 5
-    iterations_per_epoch = 25
-    val_iterations_per_epoch = 2
-    heatmap_every = 4
-    lr_init = 1e-4
-    lr_multiplier = 10.0
-    warmup_epochs = 2
-    progress_plot_every = 3
-
-
-class SPConPretrainTrainer_quality(SPConPretrainTrainer_demo):
-    """The quality run's pre-training (benchmarks/quality_run.py): 24 x 25 = 600 iterations."""
-    num_epochs_default = 24
-    progress_plot_every = 5
-    warmup_epochs = 3
-    heatmap_every = 6
 
 
 class SPConPretrainTrainer_ACDC(SPConPretrainTrainer):

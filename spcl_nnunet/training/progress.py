@@ -16,6 +16,7 @@ import matplotlib
 
 matplotlib.use("agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
 from nnunetv2.training.logging.nnunet_logger import LocalLogger, MetaLogger  # noqa: E402
 
 DICE_KEYS = ("mean_fg_dice", "ema_fg_dice", "dice_per_class_or_region")
@@ -43,10 +44,20 @@ class SPConLocalLogger(LocalLogger):
         self.with_dice = with_dice
 
     def plot_progress_png(self, output_folder: str) -> None:
+        fig = self.progress_figure()
+        if fig is None:
+            return
+        fig.savefig(f"{output_folder}/progress.png")
+        plt.close(fig)
+
+    def progress_figure(self) -> Figure | None:
+        """The figure ``plot_progress_png`` saves (None before the first complete epoch): nnU-Net's
+        three plots (losses and pseudo Dice, epoch duration, learning rate), then one per panel;
+        the caller closes it (``plt.close``)."""
         log = self.my_fantastic_logging
         epoch = min(len(v) for v in log.values()) - 1
         if epoch < 0:
-            return
+            return None
         x = list(range(epoch + 1))
         fig, axes = plt.subplots(3 + len(self.panels), 1, figsize=(14, 5.5 * (3 + len(self.panels))))
 
@@ -89,8 +100,7 @@ class SPConLocalLogger(LocalLogger):
                 target.legend(loc=where)
             ax.set_xlabel("epoch")
         fig.tight_layout()
-        fig.savefig(f"{output_folder}/progress.png")
-        plt.close(fig)
+        return fig
 
 
 def install_local_logger(meta_logger: MetaLogger, panels: Sequence[Panel], with_dice: bool) -> SPConLocalLogger:

@@ -5,16 +5,20 @@ learning rates, checkpoint interval) without a new trainer class per method x sc
 trainers read it from the environment variable ``SPCL_SCHEDULE`` (a built-in name, or the path
 of a JSON file with the fields of :class:`Schedule`) and apply the overrides of their role
 (``pretrain``, ``finetune``; ``semisupervised`` applies ``finetune`` then ``semisupervised``)
-as instance attributes before nnU-Net's ``__init__`` runs. Pure Python: no nnU-Net import.
+as instance attributes before nnU-Net's ``__init__`` runs: :func:`schedule_overrides` says which
+overrides a trainer class takes. ``SPCL_SCHEDULE`` is the one way to name a schedule; the trainer
+classes that once carried one (``*_smoke``, ``*_demo``, ``*_quality``) are retired
+(``spcl_nnunet.training.retired``). Pure Python: no nnU-Net import.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
+
+from spcl_nnunet.data.jsonfile import read_json
 
 ENV_VAR = "SPCL_SCHEDULE"
 ROLES = ("pretrain", "finetune", "semisupervised")
@@ -89,7 +93,7 @@ SCHEDULES: dict[str, Schedule] = {s.name: s for s in (
                            "progress_plot_every": 4, **_QUALITY_LR},
                  semisupervised={"unlabeled_batch_size": 2, "num_scans_per_batch": 2, "ema_decay": 0.99,
                                  "rampup_epochs": 2, "heatmap_every": 2})),
-    Schedule("demo", "the demo's CPU-sized schedule (the *_demo trainers): pre-training 5 x 25 iterations of "
+    Schedule("demo", "the demo's CPU-sized schedule: pre-training 5 x 25 iterations of "
                      "4 scans x 3 slices x 2 views, fine-tuning 15 x 20 iterations at batch 8, no final "
                      "validation (the test scans are predicted), progress.png twice per training",
              **_with_checkpoints(
@@ -99,10 +103,10 @@ SCHEDULES: dict[str, Schedule] = {s.name: s for s in (
                  finetune={"num_epochs_default": 15, "iterations_per_epoch": 20, "val_iterations_per_epoch": 2,
                            "batch_size_override": 8, "warmup_epochs": 2, "final_validation": False,
                            "progress_plot_every": 8, **_QUALITY_LR},
-                 # no *_demo semi-supervised trainers: the quality run's unlabeled side, ramp-up over 2 of 15 epochs
+                 # the quality run's unlabeled side, ramp-up over 2 of 15 epochs
                  semisupervised={"unlabeled_batch_size": 6, "num_scans_per_batch": 2, "ema_decay": 0.99,
                                  "rampup_epochs": 2, "heatmap_every": 5})),
-    Schedule("quality", "the quality run's CPU schedule (the *_quality trainers): pre-training 24 x 25 iterations "
+    Schedule("quality", "the quality run's CPU schedule: pre-training 24 x 25 iterations "
                         "of 4 scans x 3 slices x 2 views, fine-tuning 35 x 20 iterations at batch 8, 6 unlabeled "
                         "slices per iteration",
              **_with_checkpoints(
@@ -113,24 +117,8 @@ SCHEDULES: dict[str, Schedule] = {s.name: s for s in (
                            "batch_size_override": 8, "warmup_epochs": 3, "progress_plot_every": 5, **_QUALITY_LR},
                  semisupervised={"unlabeled_batch_size": 6, "num_scans_per_batch": 2, "ema_decay": 0.99,
                                  "rampup_epochs": 5, "heatmap_every": 7})),
-    Schedule("diagnosis", "issue #19's controlled diagnosis on the CPU: the quality pre-training (24 x 25 iterations "
-                          "of 4 scans x 3 slices x 2 views), fine-tuning 20 x 20 iterations at batch 8 with nnU-Net's "
-                          "final validation (the fold table's validation scans), progress.png every 10 epochs; "
-                          "the fine-tuning keeps the paper's recipe (encoder_lr_factor 1: arm (a), the arms' "
-                          "reference)",
-             **_with_checkpoints(
-                 pretrain={"num_scans_per_batch": 4, "num_epochs_default": 24, "iterations_per_epoch": 25,
-                           "val_iterations_per_epoch": 2, "heatmap_every": 6, "warmup_epochs": 3,
-                           "progress_plot_every": 5, **_QUALITY_LR},
-                 finetune={"num_epochs_default": 20, "iterations_per_epoch": 20, "val_iterations_per_epoch": 2,
-                           "batch_size_override": 8, "warmup_epochs": 2, "progress_plot_every": 10,
-                           "encoder_lr_factor": 1.0, **_QUALITY_LR},
-                 semisupervised={"unlabeled_batch_size": 6, "num_scans_per_batch": 2, "ema_decay": 0.99,
-                                 "rampup_epochs": 3, "heatmap_every": 10})),
-    Schedule("gpu", "one GPU: measured on an H200 (2026-11-27, acdc profile, --jobs 8), one pre-training and 12 "
-                    "trainings (baseline, spcon, mean-teacher, spcon-mt at 1 labeled scan x 3 splits) took 698 s of command time: "
-                    "pre-training 40 x 50 iterations of 10 scans x 3 slices x 2 views, fine-tuning 40 x 50 "
-                    "iterations at batch 16",
+    Schedule("gpu", "one GPU (its timings: benchmarks/README.md): pre-training 40 x 50 iterations of 10 scans "
+                    "x 3 slices x 2 views, fine-tuning 40 x 50 iterations at batch 16",
              **_with_checkpoints(
                  pretrain={"num_scans_per_batch": 10, "num_epochs_default": 40, "iterations_per_epoch": 50,
                            "val_iterations_per_epoch": 5, "heatmap_every": 10, "warmup_epochs": 3, **_QUALITY_LR},
@@ -155,10 +143,7 @@ def load_schedule(spec: str) -> Schedule:
     if spec.endswith(".json") or path.is_file():
         if not path.is_file():
             raise FileNotFoundError(f"schedule file {path} does not exist")
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as err:
-            raise ValueError(f"schedule file {path}: not valid JSON ({err})") from err
+        data = read_json(path, "schedule file")
         return Schedule.from_json(data, source=f"schedule file {path}")
     raise ValueError(f"unknown schedule {spec!r}: known schedules are {', '.join(SCHEDULES)} "
                      f"(or the path of a JSON schedule file)")
@@ -173,3 +158,69 @@ def active_schedule(environ: Mapping[str, str] | None = None) -> Schedule | None
         return load_schedule(spec)
     except (ValueError, FileNotFoundError) as err:
         raise type(err)(f"{ENV_VAR}={spec}: {err}") from err
+
+
+# ---------------------------------------------------------------------- a schedule applied to a trainer class
+def _trainer_root(cls: type) -> type:
+    """The topmost class of ``cls``'s bases that declares ``schedule_role`` (``SPConTrainerBase``)."""
+    return next(klass for klass in reversed(cls.__mro__) if "schedule_role" in vars(klass))
+
+
+def _role_classes(cls: type, role: str) -> list[type]:
+    """``cls``'s role family: every loaded trainer class under ``cls``'s root whose ``schedule_role``
+    is ``role``."""
+    family, stack = [], [_trainer_root(cls)]
+    while stack:
+        klass = stack.pop()
+        if getattr(klass, "schedule_role", None) == role:
+            family.append(klass)
+        stack.extend(klass.__subclasses__())
+    return family or [cls]
+
+
+def _check_type(schedule: Schedule, group: str, key: str, default: Any, value: Any) -> None:
+    """An override must fit the class default: bool for bool, a number for a number (a whole
+    number for an int), a string for a string; None defaults and None values take anything."""
+    if default is None or value is None:
+        return
+    numeric = (int, float)
+    if isinstance(default, bool) or isinstance(value, bool):
+        ok = isinstance(default, bool) and isinstance(value, bool)
+    elif isinstance(default, numeric):
+        ok = isinstance(value, numeric) and not (isinstance(default, int) and isinstance(value, float)
+                                                 and not value.is_integer())
+    elif isinstance(default, str):
+        ok = isinstance(value, str)
+    else:
+        ok = type(value) is type(default)
+    if not ok:
+        raise ValueError(f"schedule {schedule.name!r}, role {group!r}: {key} = {value!r} does not fit the trainer's "
+                         f"default {default!r} ({type(default).__name__})")
+
+
+def schedule_overrides(cls: type, schedule: Schedule) -> tuple[dict[str, Any], list[str]]:
+    """(overrides ``cls`` applies, keys it skips) for a trainer class under ``schedule``.
+
+    A key that no trainer of the role has is a ValueError naming the schedule, the role and the
+    key. A key that only other trainers of the role have (``ema_decay`` for entropy
+    minimisation, ``num_scans_per_batch`` for Mean Teacher) is skipped."""
+    role = getattr(cls, "schedule_role", None)
+    if role is None:
+        raise ValueError(f"{cls.__name__} has no schedule_role: it cannot run under schedule {schedule.name!r}")
+    applied: dict[str, Any] = {}
+    skipped: list[str] = []
+    for group, overrides in schedule.role_overrides(role):
+        family = _role_classes(cls, group)
+        for key, value in overrides.items():
+            if key.startswith("_") or not any(hasattr(klass, key) for klass in family):
+                raise ValueError(f"schedule {schedule.name!r}, role {group!r}: unknown key {key!r}: no "
+                                 f"{group} trainer has a class attribute of that name ({cls.__name__} runs under "
+                                 f"role {role!r})")
+            if not hasattr(cls, key):
+                skipped.append(key)
+                continue
+            default = getattr(cls, key)
+            _check_type(schedule, group, key, default, value)
+            is_int = isinstance(default, int) and not isinstance(default, bool)
+            applied[key] = int(value) if is_int and isinstance(value, float) else value
+    return applied, skipped

@@ -13,7 +13,6 @@ validation, checkpoints and inference stay nnU-Net's; inference uses the student
 
 from __future__ import annotations
 
-
 import numpy as np
 import torch
 from batchgenerators.dataloading.nondet_multi_threaded_augmenter import NonDetMultiThreadedAugmenter
@@ -24,7 +23,7 @@ from spcl_nnunet.contrastive.pacing import sigmoid_rampup
 from spcl_nnunet.networks.teacher import MeanTeacher
 from spcl_nnunet.training.contrastive import MetaLabelContrast
 from spcl_nnunet.training.dataloading import wrap_in_augmenter
-from spcl_nnunet.training.finetune import SPConFinetuneTrainer, SPConFinetuneTrainer_quality
+from spcl_nnunet.training.finetune import SPConFinetuneTrainer
 from spcl_nnunet.training.progress import Panel, install_local_logger
 
 
@@ -375,52 +374,3 @@ class SPConMeanTeacherTrainer_PROMISE12(SPConMeanTeacherTrainer):
 class SPConMeanTeacherTrainer_MMWHS(SPConMeanTeacherTrainer_PROMISE12):
     """MMWHS in the paper: as PROMISE12 with lr_init 2e-6."""
     lr_init = 2e-6
-
-
-class _Smoke:
-    """2 epochs x 4 iterations, small unlabeled batches, no final validation: checks that everything runs."""
-    final_validation = False
-    num_epochs_default = 2
-    iterations_per_epoch = 4
-    val_iterations_per_epoch = 2
-    checkpoint_every = 1
-    unlabeled_batch_size = 2
-    num_scans_per_batch = 2
-    rampup_epochs = 2
-    heatmap_every = 1
-    progress_plot_every = 2          # the last epoch only
-
-
-class MeanTeacherTrainer_smoke(_Smoke, MeanTeacherTrainer):
-    __doc__ = _Smoke.__doc__
-
-
-class SPConMeanTeacherTrainer_smoke(_Smoke, SPConMeanTeacherTrainer):
-    __doc__ = _Smoke.__doc__
-
-
-class EntropyMinTrainer_smoke(_Smoke, EntropyMinTrainer):
-    __doc__ = _Smoke.__doc__
-
-
-class _QualitySchedule:
-    """The quality run's unlabeled side (benchmarks/quality_semisupervised.py): 6 unlabeled slices per
-    iteration (SP-Con + MT: 2 scans x 3 slices, two views), EMA decay 0.99 (the run has 700
-    optimizer steps, too few for 0.999), consistency ramp-up over 5 epochs."""
-    unlabeled_batch_size = 6
-    num_scans_per_batch = 2
-    ema_decay = 0.99
-    rampup_epochs = 5
-    heatmap_every = 7
-
-
-class MeanTeacherTrainer_quality(_QualitySchedule, MeanTeacherTrainer, SPConFinetuneTrainer_quality):
-    """Mean Teacher on the fine-tuning quality schedule (700 iterations at labeled batch 8)."""
-
-
-class SPConMeanTeacherTrainer_quality(_QualitySchedule, SPConMeanTeacherTrainer, SPConFinetuneTrainer_quality):
-    """SP-Con + Mean Teacher on the fine-tuning quality schedule (700 iterations at labeled batch 8)."""
-
-
-class EntropyMinTrainer_quality(_QualitySchedule, EntropyMinTrainer, SPConFinetuneTrainer_quality):
-    """Entropy minimisation on the fine-tuning quality schedule (700 iterations at labeled batch 8)."""
