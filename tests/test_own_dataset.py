@@ -4,7 +4,9 @@ run by an e2e test. The other file types and the commands' refusals are in
 ``test_own_dataset_inputs.py``.
 
 The block runs in bash exactly as the README has it, with the substitutions a CPU test needs (listed
-in ``SUBSTITUTIONS`` and stated in the README): the trainers' smoke schedule (``SPCL_SCHEDULE=smoke``),
+in ``SUBSTITUTIONS`` and stated in the README): the trainers' smoke schedule without nnU-Net's final
+validation (``SPCL_SCHEDULE``: steps 4-6 are checked through their checkpoints and logs; the experiment
+validates, under its own ``--schedule smoke``),
 ``-device cpu`` (and nnU-Net's sequential prediction, ``-npp 0 -nps 0``), one preprocessing process
 (``-np 1 -npfp 1``), a 10-iteration subclass of
 nnU-Net's stock ``nnUNetTrainer`` for the 1000-epoch original (``STOCK_SHORT``: nothing but its
@@ -23,7 +25,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from nnunet_helpers import nnunet_env, tail
+from nnunet_helpers import nnunet_env, smoke_schedule_file, tail
 from own_dataset import DATASET_NAME, DIRECTION, SPACING, make_plain_dataset
 
 REPO = Path(__file__).resolve().parents[1]
@@ -86,7 +88,8 @@ def test_readme_own_dataset_commands(tmp_path: Path):
     stock = tmp_path / "stock_trainer"
     stock.mkdir()
     (stock / "stock_short.py").write_text(STOCK_SHORT_MODULE)
-    env = nnunet_env(tmp_path / "nnUNet_raw", pre, results, extra_trainer_dirs=[stock], SPCL_SCHEDULE="smoke",
+    schedule = smoke_schedule_file(tmp_path / "smoke_without_final_validation.json", final_validation=False)
+    env = nnunet_env(tmp_path / "nnUNet_raw", pre, results, extra_trainer_dirs=[stock], SPCL_SCHEDULE=str(schedule),
                      OMP_WAIT_POLICY="PASSIVE")
     script = "set -euo pipefail\n" + as_run_here(readme_block())
     proc = subprocess.run(["bash", "-c", script], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
