@@ -7,6 +7,8 @@ same labeled batch (``--batch``) and the plan's 2d patch:
 - ``SPConFinetuneTrainer``: L_sup only (the reference);
 - ``EntropyMinTrainer``: + an unlabeled batch of the same size (student forward);
 - ``MeanTeacherTrainer``: + an unlabeled batch of the same size (student on T(x), teacher on x, EMA);
+- ``FixMatchTrainer``: + an unlabeled batch of the same size (teacher on the weak view, student on the
+  strong view: geometric transform, CutMix, intensity perturbations on the CPU, EMA);
 - ``SPConMeanTeacherTrainer``: + a meta-label batch of m = batch // S scans x S slices x 2 views
   (teacher on view 1, student encoder on both views, decoder on view 1, projector, L_sp);
 - the compared methods: ``MixUpTrainer`` (+ a second labeled batch, the mixed pairs through the
@@ -36,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_trainer import close_workspace, open_workspace, prepare_workspace, sync  # noqa: E402
 
 TRAINERS = ("SPConFinetuneTrainer", "EntropyMinTrainer", "MeanTeacherTrainer", "SPConMeanTeacherTrainer",
-            "MixUpTrainer", "AdversarialTrainer", "DiscreteMITrainer")
+            "FixMatchTrainer", "MixUpTrainer", "AdversarialTrainer", "DiscreteMITrainer")
 
 
 def build(name: str, dataset_id: int, fold: int, device, batch: int):

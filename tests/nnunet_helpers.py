@@ -292,11 +292,16 @@ def in_process_trainer(name: str, fold: int = 0):
 CRASH_MARKER_ENV = "SPCL_TEST_CRASH_MARKER"
 
 
-def write_crash_once_trainer(folder: Path, name: str, base_module: str, base: str, **attributes) -> Path:
+def write_crash_once_trainer(folder: Path, name: str, base_module: str, base: str, methods: str = "",
+                             **attributes) -> Path:
     """A trainer module (for ``nnUNet_extTrainer``) whose class ``name`` subclasses ``base`` and
     stops the process with exit code 3 after epoch 1, once: as a crash would. The marker file
-    named by ``SPCL_TEST_CRASH_MARKER`` records that it happened."""
-    body = "".join(f"    {key} = {value!r}\n" for key, value in attributes.items())
+    named by ``SPCL_TEST_CRASH_MARKER`` records that it happened. ``attributes`` become class
+    attributes (``checkpoint_interval_s`` 0 unless given: ``checkpoint_latest.pth`` after every
+    ``checkpoint_every``-th epoch of these seconds-long runs); ``methods``, source indented as a class
+    body, is added to the class."""
+    attributes = {"checkpoint_interval_s": 0.0, **attributes}
+    body = "".join(f"    {key} = {value!r}\n" for key, value in attributes.items()) + methods
     source = (f'"""Test trainer: stops the process once, after epoch 1."""\nimport os\n\n'
               f"from {base_module} import {base}\n\n\n"
               f"class {name}({base}):\n{body}\n"

@@ -119,6 +119,7 @@ def test_without_gradient_averaging_the_ranks_diverge(tiny_dataset, tmp_path: Pa
 
 
 OUTSIDE_DDP = {"MeanTeacherTrainer": ("teacher",), "SPConMeanTeacherTrainer": ("teacher", "projector"),
+               "FixMatchTrainer": ("teacher",),
                "EntropyMinTrainer": (), "AdversarialTrainer": ("discriminator",),
                "DiscreteMITrainer": ("cluster_heads",), "MixUpTrainer": (),
                "LocalContrastivePretrainTrainer": ("dense_projector",)}

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from spcl_nnunet.experiment.selection import (choose_on_validation, load_validation_records, method_scores,
-                                              split_scores)
+                                              rank_against_baseline, split_scores)
 
 A = {0: 0.50, 1: 0.60, 2: 0.40, 3: 0.70}            # mean 0.55
 B = {0: 0.52, 1: 0.61, 2: 0.45, 3: 0.70}            # mean 0.57; B - A = .02 .01 .05 0 -> +0.02
@@ -124,3 +124,15 @@ def test_issue_19s_committed_choice_is_rebuilt_from_its_committed_scores() -> No
     assert 100 * decision["versus_own_baseline"]["e"]["mean_difference"] == pytest.approx(2.42, abs=0.005)
     committed = json.loads((ISSUE_19 / "arms.json").read_text(encoding="utf-8"))["selection"]
     assert committed["chosen"] == "c"
+
+
+def test_rank_against_baseline_orders_by_paired_gain_and_breaks_ties_by_listing() -> None:
+    # paired gains over the baseline: A +0.025, B +0.045, C +0.0425 (hand-computed from the tables above)
+    ranked = rank_against_baseline({"a": A, "b": B, "c": C}, BASELINE)
+    assert [r["name"] for r in ranked] == ["b", "c", "a"]
+    assert [r["versus_baseline"]["mean_difference"] for r in ranked] == pytest.approx([0.045, 0.0425, 0.025])
+    level_with_b = {s: v + (0.045 - 0.0425) for s, v in C.items()}          # C shifted to B's gain
+    assert [r["name"] for r in rank_against_baseline({"c": level_with_b, "b": B}, BASELINE)][0] == "c"
+    assert [r["name"] for r in rank_against_baseline({"b": B, "c": level_with_b}, BASELINE)][0] == "b"
+    with pytest.raises(ValueError, match="shares no split"):
+        rank_against_baseline({"x": {9: 0.5}}, BASELINE)

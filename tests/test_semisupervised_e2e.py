@@ -23,7 +23,7 @@ from spcl_nnunet.training.schedules import ENV_VAR, SCHEDULES
 
 pytestmark = pytest.mark.e2e
 
-MT, SPCON_MT, ENTMIN = "MeanTeacherTrainer", "SPConMeanTeacherTrainer", "EntropyMinTrainer"
+MT, SPCON_MT, ENTMIN, FIXMATCH = "MeanTeacherTrainer", "SPConMeanTeacherTrainer", "EntropyMinTrainer", "FixMatchTrainer"
 PRETRAIN = "SPConPretrainTrainer"
 SMOKE = SCHEDULES["smoke"]
 EPOCHS, ITERATIONS = SMOKE.finetune["num_epochs_default"], SMOKE.finetune["iterations_per_epoch"]   # 4 x 3
@@ -35,16 +35,20 @@ LOG_KEYS = {
     SPCON_MT: {"supervised_loss", "consistency_loss", "contrastive_loss", "mean_positive_weight", "gamma",
                "rampup_weight", "ema_decay", "unweighted_loss_train", "unweighted_loss_val"},
     ENTMIN: {"supervised_loss", "entropy_loss", "rampup_weight"},
+    FIXMATCH: {"supervised_loss", "pseudo_label_loss", "mask_ratio", "rampup_weight", "ema_decay"},
 }
 # panels below nnU-Net's three plots in progress.png: Mean Teacher (supervised | consistency), (ramp-up | EMA
 # decay); SP-Con + Mean Teacher (supervised | consistency), (L_sp, mean weight | gamma), (unweighted L_con
-# train, val), (ramp-up | EMA decay); entropy minimisation (supervised | entropy), (ramp-up)
-PANELS = {MT: 2, SPCON_MT: 4, ENTMIN: 2}
+# train, val), (ramp-up | EMA decay); entropy minimisation (supervised | entropy), (ramp-up); FixMatch-style
+# (supervised | pseudo-label loss), (mask ratio, ramp-up | EMA decay)
+PANELS = {MT: 2, SPCON_MT: 4, ENTMIN: 2, FIXMATCH: 2}
 # the weights of the unlabeled terms in the loss (the trainers' defaults, ACDC's values in the paper):
-# lambda_reg 0.1 for the Mean-Teacher consistency, 0.1 for the entropy, both ramped up; lambda_sp 5e-3
+# lambda_reg 0.1 for the Mean-Teacher consistency, 0.1 for the entropy, both ramped up; lambda_sp 5e-3;
+# FixMatch-style: lambda_u 1, ramped up
 TERMS = {MT: [("consistency_loss", 0.1, True)],
          SPCON_MT: [("consistency_loss", 0.1, True), ("contrastive_loss", 5e-3, False)],
-         ENTMIN: [("entropy_loss", 0.1, True)]}
+         ENTMIN: [("entropy_loss", 0.1, True)],
+         FIXMATCH: [("pseudo_label_loss", 1.0, True)]}
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +64,7 @@ def runs(tiny_dataset: TinyDataset, results: Path) -> dict[str, tuple]:
     check(run(train_command(TINY_ID, 0, PRETRAIN), env))
     pretrained = fold_dir(results, tiny_dataset.name, PRETRAIN) / "checkpoint_final.pth"
     out = {}
-    for trainer in (MT, SPCON_MT, ENTMIN):
+    for trainer in (MT, SPCON_MT, ENTMIN, FIXMATCH):
         extra = ("-pretrained_weights", str(pretrained)) if trainer == SPCON_MT else ()
         proc = check(run(train_command(TINY_ID, 0, trainer, *extra), env))
         out[trainer] = (proc, fold_dir(results, tiny_dataset.name, trainer))
@@ -84,7 +88,7 @@ def _predict(tiny_dataset: TinyDataset, results: Path, trainer: str, out: Path, 
 
 
 # ------------------------------------------------------------------------------------ training runs
-@pytest.mark.parametrize("trainer", [MT, SPCON_MT, ENTMIN])
+@pytest.mark.parametrize("trainer", [MT, SPCON_MT, ENTMIN, FIXMATCH])
 def test_training_run(runs, trainer: str) -> None:
     proc, folder = runs[trainer]
     assert epochs_in(proc.stdout) == list(range(EPOCHS)), tail(proc)
@@ -125,7 +129,13 @@ def test_training_run(runs, trainer: str) -> None:
     assert teacher["last_decay"] == ema_decay_at(STEPS, EMA)
     assert set(teacher["weights"]) == set(ckpt["network_weights"])
     assert any(not torch.equal(teacher["weights"][k], ckpt["network_weights"][k]) for k in teacher["weights"])
-    assert all(0 <= v <= 2 for v in log["consistency_loss"])
+    if trainer == FIXMATCH:
+        assert "FixMatch: pseudo-labels from the teacher, threshold 0.95" in proc.stdout, tail(proc)
+        # the share of strong-view pixels whose pseudo-label reached the threshold; the loss counts only those
+        assert all(0 <= r <= 1 for r in log["mask_ratio"]) and any(r > 0 for r in log["mask_ratio"])
+        assert all(v >= 0 for v in log["pseudo_label_loss"])
+    else:
+        assert all(0 <= v <= 2 for v in log["consistency_loss"])
     # per-epoch mean of the decays used: steps 1..3, then 4..6, ...
     assert log["ema_decay"] == pytest.approx([np.mean([ema_decay_at(s, EMA) for s in
                                                        range(1 + ITERATIONS * e, 1 + ITERATIONS * (e + 1))])
@@ -244,3 +254,47 @@ def test_resume_restores_teacher_and_gamma(tiny_dataset: TinyDataset, tmp_path: 
     log = final["logging"]
     assert all(len(v) == 3 for v in log.values()), {k: len(v) for k, v in log.items()}
     assert log["consistency_loss"][:2] == saved["logging"]["consistency_loss"]
+
+
+def test_fixmatch_resume_restores_its_teacher_bit_exact(tiny_dataset: TinyDataset, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """FixMatch-style training stopped after epoch 1 and resumed with --c: nnU-Net's load_checkpoint
+    brings back the EMA teacher that labels the weak views, weights and step count, bit for bit."""
+    trainer_dir = tmp_path / "extra_trainers"
+    name = "CrashOnceFixMatchTrainer"
+    write_crash_once_trainer(trainer_dir, name, "spcl_nnunet.training.semisupervised", FIXMATCH,
+                             num_epochs_default=3, iterations_per_epoch=2, val_iterations_per_epoch=1,
+                             checkpoint_every=1, final_validation=False, unlabeled_batch_size=2,
+                             rampup_epochs=2, progress_plot_every=2, ema_decay=0.9, confidence_threshold=0.5)
+    marker, results = tmp_path / "crashed", tmp_path / "results"
+    env = nnunet_env(tiny_dataset.raw, tiny_dataset.pre, results, extra_trainer_dirs=[trainer_dir],
+                     SPCL_TEST_CRASH_MARKER=str(marker))
+    folder = fold_dir(results, tiny_dataset.name, name)
+    proc = run(train_command(TINY_ID, 0, name), env)
+    assert proc.returncode == 3 and marker.exists(), tail(proc)
+    saved_copy = tmp_path / "checkpoint_latest_copy.pth"
+    shutil.copyfile(folder / "checkpoint_latest.pth", saved_copy)
+    saved = load_checkpoint(saved_copy)
+    assert saved["current_epoch"] == 2 and saved["teacher_state"]["steps"] == 4
+
+    set_nnunet_env(monkeypatch, env)
+    trainer = in_process_trainer(name)
+    trainer.load_checkpoint(str(saved_copy))
+    assert trainer.teacher.steps == 4 and trainer.teacher.last_decay == saved["teacher_state"]["last_decay"]
+    teacher = trainer.teacher.module.state_dict()
+    assert set(teacher) == set(saved["teacher_state"]["weights"])
+    for key, value in saved["teacher_state"]["weights"].items():
+        assert torch.equal(teacher[key], value), key
+    assert any(not torch.equal(teacher[k], saved["network_weights"][k]) for k in teacher)   # not the student
+    optimised = {id(p) for group in trainer.optimizer.param_groups for p in group["params"]}
+    assert not {id(p) for p in trainer.teacher.module.parameters()} & optimised
+
+    proc = check(run(train_command(TINY_ID, 0, name, "--c"), env))
+    assert epochs_in(proc.stdout) == [2], tail(proc)
+    assert "teacher restored after 4 EMA steps" in proc.stdout
+    final = load_checkpoint(folder / "checkpoint_final.pth")
+    assert final["teacher_state"]["steps"] == 6
+    log = final["logging"]
+    assert all(len(v) == 3 for v in log.values()), {k: len(v) for k, v in log.items()}
+    assert log["pseudo_label_loss"][:2] == saved["logging"]["pseudo_label_loss"]
+    assert log["mask_ratio"][:2] == saved["logging"]["mask_ratio"]

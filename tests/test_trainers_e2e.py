@@ -237,6 +237,39 @@ def test_pretraining_pictures(pretrain_run) -> None:
     assert png_size(fold_dir / "progress.png") == progress_png_size(2)
 
 
+def test_checkpoint_latest_by_elapsed_time_then_resume(tiny_dataset: TinyDataset, tmp_path: Path) -> None:
+    """checkpoint_latest.pth at most once per checkpoint_interval_s (60 s here), on a clock the test sets:
+    0 s at the start, 100 s after epoch 0, 130 s after epoch 1. Epoch 0's end is due (100 s), epoch 1's
+    is not (30 s since): the crash after epoch 1 loses epoch 1, less than the interval, and --c
+    redoes it from the checkpoint of epoch 0."""
+    trainer_dir = tmp_path / "extra_trainers"
+    name = "CrashOnceTimedBaselineTrainer"
+    clock = ("    def checkpoint_clock(self):\n"
+             "        if not getattr(self, '_clock_started', False):   # read once at the start of training\n"
+             "            self._clock_started = True\n"
+             "            return 0.0\n"
+             "        return {0: 100.0, 1: 130.0}.get(self.current_epoch, 130.0 + 30 * self.current_epoch)\n")
+    write_crash_once_trainer(trainer_dir, name, "spcl_nnunet.training.finetune", "SPConBaselineTrainer", clock,
+                             num_epochs_default=3, iterations_per_epoch=2, val_iterations_per_epoch=1,
+                             checkpoint_every=1, checkpoint_interval_s=60.0, final_validation=False,
+                             progress_plot_every=3)
+    marker, results = tmp_path / "crashed", tmp_path / "results"
+    env = nnunet_env(tiny_dataset.raw, tiny_dataset.pre, results, extra_trainer_dirs=[trainer_dir],
+                     SPCL_TEST_CRASH_MARKER=str(marker))
+    fold_dir = _fold_dir(results, tiny_dataset.name, name)
+    proc = run(_train(TINY_ID, 0, name), env)
+    assert proc.returncode == 3 and _epochs_in(proc.stdout) == [0, 1], tail(proc)
+    assert "checkpoint_latest.pth after epoch 0 (100 s since the last one; at most every 60 s" in proc.stdout
+    assert "checkpoint_latest.pth after epoch 1" not in proc.stdout
+    saved = _load(fold_dir / "checkpoint_latest.pth")
+    assert saved["current_epoch"] == 1 and len(saved["logging"]["train_losses"]) == 1
+    proc = check(run(_train(TINY_ID, 0, name, "--c"), env))
+    assert _epochs_in(proc.stdout) == [1, 2], tail(proc)
+    final = _load(fold_dir / "checkpoint_final.pth")
+    assert final["current_epoch"] == 3 and len(final["logging"]["train_losses"]) == 3
+    assert final["logging"]["train_losses"][0] == saved["logging"]["train_losses"][0]
+
+
 def test_resume_with_c(tiny_dataset: TinyDataset, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     trainer_dir = tmp_path / "extra_trainers"
     name = "CrashOncePretrainTrainer"

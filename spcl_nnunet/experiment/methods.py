@@ -46,6 +46,13 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     Method("mean-teacher", "Mean Teacher", "MeanTeacherTrainer"),
     Method("entropy-min", "entropy minimisation", "EntropyMinTrainer"),
     Method("spcon-mt", "SP-Con + Mean Teacher (Eq. 15)", "SPConMeanTeacherTrainer"),
+    # started from the SP-Con pre-training, the pre-trained encoder held back as in "spcon"
+    Method("spcon-mt-pretrained", "SP-Con + Mean Teacher (from SP-Con pre-training)",
+           "SPConMeanTeacherTrainer_fromPretraining", "SPConPretrainTrainer"),
+    # FixMatch-style: confidence-masked pseudo-labels of the weak view on a strong (CutMix) view
+    Method("fixmatch", "FixMatch-style pseudo-labels", "FixMatchTrainer"),
+    Method("fixmatch-pretrained", "FixMatch-style (from SP-Con pre-training)", "FixMatchTrainer_fromPretraining",
+           "SPConPretrainTrainer"),
     # the paper's compared methods (supplementary Sec. 3)
     Method("mixup", "MixUp", "MixUpTrainer"),
     Method("adversarial", "adversarial training", "AdversarialTrainer"),

@@ -139,3 +139,24 @@ def choose_on_validation(candidates: Mapping[str, Scores], reference: str, basel
         else:
             decision["reason"] += "; " + versus
     return decision
+
+
+def rank_against_baseline(candidates: Mapping[str, Scores], baseline: Scores,
+                          tolerance: float = TIE_TOLERANCE) -> list[dict[str, Any]]:
+    """The candidates (e.g. each method at its chosen setting), best first, by their paired mean
+    difference from ``baseline`` over the splits both have; differences within ``tolerance`` of
+    each other keep the order the candidates are listed in. A candidate without a shared split is
+    a ValueError (it cannot be ranked)."""
+    gains = {}
+    for name, scores in candidates.items():
+        gain = paired(scores, baseline)
+        if gain is None:
+            raise ValueError(f"{name!r} shares no split with the baseline: it cannot be ranked")
+        gains[name] = gain
+    remaining, ranked = list(candidates), []
+    while remaining:
+        best = max(gains[n]["mean_difference"] for n in remaining)
+        name = next(n for n in remaining if gains[n]["mean_difference"] >= best - tolerance)
+        ranked.append({"name": name, "versus_baseline": gains[name]})
+        remaining.remove(name)
+    return ranked

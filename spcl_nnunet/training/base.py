@@ -4,6 +4,7 @@ training schedules (``SPCL_SCHEDULE``, see ``spcl_nnunet.training.schedules``)."
 from __future__ import annotations
 
 import os
+import time
 from os.path import join
 
 import torch
@@ -41,6 +42,10 @@ class SPConTrainerBase(nnUNetTrainer):
     iterations_per_epoch: int = 250
     val_iterations_per_epoch: int = 50
     checkpoint_every: int = 50
+    # checkpoint_latest.pth after every checkpoint_every-th epoch, but at most once per
+    # checkpoint_interval_s seconds of training (and nnU-Net's checkpoint_final at the end): a kill
+    # loses at most that long plus the running epoch, and short GPU epochs do not each write ~100 MB
+    checkpoint_interval_s: float = 300.0
     weight_decay_default: float = 3e-5
     batch_size_override: int | None = None   # None: the plan's batch size
     # nnU-Net's final validation after training (validation/summary.json). False skips it after a
@@ -75,6 +80,31 @@ class SPConTrainerBase(nnUNetTrainer):
         self.meta_labels: MetaLabels | None = None
         self.fold_table: FoldTable | None = None
         self.trained_in_this_process = False    # set at the end of run_training (not under --val)
+        self._last_latest_checkpoint = 0.0
+
+    # ----------------------------------------------------------------- checkpoint_latest by time
+    def checkpoint_clock(self) -> float:
+        """Seconds on a monotonic clock (what ``checkpoint_interval_s`` is measured with)."""
+        return time.monotonic()
+
+    def schedule_latest_checkpoint(self) -> None:
+        """Set nnU-Net's ``save_every`` for the epoch that ends now (called before nnU-Net's
+        ``on_epoch_end`` decides): 1 when ``checkpoint_latest.pth`` is due (a ``checkpoint_every``-th
+        epoch, ``checkpoint_interval_s`` since the last one or the start, not the last epoch), else
+        past the end of training."""
+        epoch = self.current_epoch
+        elapsed = self.checkpoint_clock() - self._last_latest_checkpoint
+        due = (epoch + 1) % self.checkpoint_every == 0 and epoch != self.num_epochs - 1 \
+            and elapsed >= self.checkpoint_interval_s
+        self.save_every = 1 if due else self.num_epochs + 1
+        if due:
+            self._last_latest_checkpoint += elapsed
+            self.print_to_log_file(f"checkpoint_latest.pth after epoch {epoch} ({elapsed:.0f} s since the last "
+                                   f"one; at most every {self.checkpoint_interval_s:g} s, checkpoint_interval_s)")
+
+    def on_train_start(self):
+        super().on_train_start()
+        self._last_latest_checkpoint = self.checkpoint_clock()
 
     def on_train_end(self):
         super().on_train_end()
@@ -87,6 +117,7 @@ class SPConTrainerBase(nnUNetTrainer):
         return self.local_rank == 0 and (done % self.progress_plot_every == 0 or done >= self.num_epochs)
 
     def on_epoch_end(self):
+        self.schedule_latest_checkpoint()
         if self.plots_progress_this_epoch():
             super().on_epoch_end()
         else:

@@ -153,6 +153,7 @@ class PretrainTrainerBase(SPConTrainerBase):
                 + (f"; {extra}" if extra else "")]
 
     def on_epoch_end(self):
+        self.schedule_latest_checkpoint()
         self.logger.log("epoch_end_timestamps", time.time(), self.current_epoch)
         get = self.logger.get_value
         for line in self.epoch_summary():

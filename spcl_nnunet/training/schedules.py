@@ -71,8 +71,9 @@ class Schedule:
 
 
 def _with_checkpoints(**groups: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Every experiment schedule writes ``checkpoint_latest.pth`` after every epoch (a kill loses
-    at most the running epoch)."""
+    """Every experiment schedule may write ``checkpoint_latest.pth`` after any epoch, at most once per
+    ``checkpoint_interval_s`` (the trainers' 300 s unless the schedule says otherwise): a kill loses
+    at most that long plus the running epoch."""
     out = {role: dict(groups.get(role, {})) for role in ROLES}
     out["pretrain"]["checkpoint_every"] = 1
     out["finetune"]["checkpoint_every"] = 1
@@ -83,14 +84,14 @@ _QUALITY_LR = {"lr_init": 1e-4, "lr_multiplier": 10.0}
 
 SCHEDULES: dict[str, Schedule] = {s.name: s for s in (
     Schedule("smoke", "seconds per run on a tiny dataset: checks that an experiment runs end to end (tests); "
-                      "progress.png after the last epoch only",
+                      "progress.png after the last epoch only, checkpoint_latest.pth after every epoch",
              **_with_checkpoints(
                  pretrain={"num_epochs_default": 4, "iterations_per_epoch": 3, "val_iterations_per_epoch": 1,
                            "num_scans_per_batch": 2, "heatmap_every": 2, "warmup_epochs": 1,
-                           "progress_plot_every": 4, **_QUALITY_LR},
+                           "progress_plot_every": 4, "checkpoint_interval_s": 0.0, **_QUALITY_LR},
                  finetune={"num_epochs_default": 4, "iterations_per_epoch": 3, "val_iterations_per_epoch": 1,
                            "batch_size_override": 2, "warmup_epochs": 1,
-                           "progress_plot_every": 4, **_QUALITY_LR},
+                           "progress_plot_every": 4, "checkpoint_interval_s": 0.0, **_QUALITY_LR},
                  semisupervised={"unlabeled_batch_size": 2, "num_scans_per_batch": 2, "ema_decay": 0.99,
                                  "rampup_epochs": 2, "heatmap_every": 2})),
     Schedule("demo", "the demo's CPU-sized schedule: pre-training 5 x 25 iterations of "
@@ -118,12 +119,13 @@ SCHEDULES: dict[str, Schedule] = {s.name: s for s in (
                  semisupervised={"unlabeled_batch_size": 6, "num_scans_per_batch": 2, "ema_decay": 0.99,
                                  "rampup_epochs": 5, "heatmap_every": 7})),
     Schedule("gpu", "one GPU (its timings: benchmarks/README.md): pre-training 40 x 50 iterations of 10 scans "
-                    "x 3 slices x 2 views, fine-tuning 40 x 50 iterations at batch 16",
+                    "x 3 slices x 2 views, fine-tuning 40 x 50 iterations at batch 16, progress.png every 5 epochs",
              **_with_checkpoints(
                  pretrain={"num_scans_per_batch": 10, "num_epochs_default": 40, "iterations_per_epoch": 50,
-                           "val_iterations_per_epoch": 5, "heatmap_every": 10, "warmup_epochs": 3, **_QUALITY_LR},
+                           "val_iterations_per_epoch": 5, "heatmap_every": 10, "warmup_epochs": 3,
+                           "progress_plot_every": 5, **_QUALITY_LR},
                  finetune={"num_epochs_default": 40, "iterations_per_epoch": 50, "val_iterations_per_epoch": 5,
-                           "batch_size_override": 16, "warmup_epochs": 3, **_QUALITY_LR},
+                           "batch_size_override": 16, "warmup_epochs": 3, "progress_plot_every": 5, **_QUALITY_LR},
                  semisupervised={"unlabeled_batch_size": 16, "num_scans_per_batch": 4, "ema_decay": 0.99,
                                  "rampup_epochs": 5, "heatmap_every": 10})),
     Schedule("paper", "the paper's schedule: the trainers' class defaults (pre-training 80 x 200 iterations, RAdam "

@@ -1,4 +1,5 @@
-"""Semi-supervised training inside nnU-Net: Mean Teacher, SP-Con + Mean Teacher, entropy minimisation.
+"""Semi-supervised training inside nnU-Net: Mean Teacher, SP-Con + Mean Teacher, entropy minimisation,
+FixMatch-style pseudo-labels.
 
     L = L_sup + lambda_reg L_MT + lambda_sp L_sp          (main paper Eq. 15)
 
@@ -18,6 +19,12 @@ import torch
 from batchgenerators.dataloading.nondet_multi_threaded_augmenter import NonDetMultiThreadedAugmenter
 
 from spcl_nnunet.losses.consistency import entropy_loss, random_geometric_transform, transformation_consistency_loss
+from spcl_nnunet.losses.pseudo_label import (
+    StrongView,
+    confidence_masked_cross_entropy,
+    pseudo_labels,
+    random_cutmix_boxes,
+)
 from spcl_nnunet.contrastive.distributed import per_rank_count
 from spcl_nnunet.contrastive.pacing import sigmoid_rampup
 from spcl_nnunet.networks.teacher import MeanTeacher
@@ -25,6 +32,7 @@ from spcl_nnunet.training.contrastive import MetaLabelContrast
 from spcl_nnunet.training.dataloading import wrap_in_augmenter
 from spcl_nnunet.training.finetune import SPConFinetuneTrainer
 from spcl_nnunet.training.progress import Panel, install_local_logger
+from spcl_nnunet.training.strong_view import strong_intensity_transforms
 
 
 def full_resolution(output) -> torch.Tensor:
@@ -351,10 +359,74 @@ class SPConMeanTeacherTrainer(MetaLabelContrast, MeanTeacherTrainer):
         self.load_contrastive_checkpoint_state(checkpoint)
 
 
+class FixMatchTrainer(MeanTeacherTrainer):
+    """FixMatch-style pseudo-labels (``spcl_nnunet.losses.pseudo_label``): L = L_sup + lambda_u * rampup * L_u.
+
+    Each unlabeled batch of the pool (nnU-Net's loader and augmentation: the weak view x) is
+    labeled by the EMA teacher (``pseudo_label_source = "teacher"``, ``ema_decay``) or by the
+    student itself without gradient (``"student"``, FixMatch's choice); pixels whose confidence
+    reaches ``confidence_threshold`` are targets for the student on the strong view S(x): Mean
+    Teacher's geometric transform T, CutMix boxes from other slices of the batch, then strong
+    intensity perturbations (``strong_view``). T and the boxes move the pseudo-labels with the
+    pixels, so each target sits on the anatomy it was predicted for."""
+
+    pseudo_label_sources = ("teacher", "student")
+    pseudo_label_source: str = "teacher"
+    confidence_threshold: float = 0.95        # tau (FixMatch: 0.95)
+    unlabeled_weight: float = 1.0             # lambda_u (FixMatch: 1)
+    cutmix_probability: float = 0.5           # per image (UniMatch: 0.5)
+    strong_intensity: bool = True
+    ema_decay = 0.99
+    log_panels = [(("supervised_loss",), ("pseudo_label_loss",)), (("mask_ratio", "rampup_weight"), ("ema_decay",))]
+
+    def initialize(self):
+        if self.pseudo_label_source not in self.pseudo_label_sources:
+            raise ValueError(f"{self.__class__.__name__}: pseudo_label_source must be one of "
+                             f"{self.pseudo_label_sources}, got {self.pseudo_label_source!r}")
+        super().initialize()
+        self.intensity_transforms = strong_intensity_transforms() if self.strong_intensity else None
+        self.print_to_log_file(f"FixMatch: pseudo-labels from the {self.pseudo_label_source}, threshold "
+                               f"{self.confidence_threshold}, weight {self.unlabeled_weight}, CutMix p "
+                               f"{self.cutmix_probability}, strong intensity {self.strong_intensity}")
+
+    def perturb_intensity(self, x: torch.Tensor) -> torch.Tensor:
+        """batchgeneratorsv2's transforms per image (C, H, W), on the CPU."""
+        images = [self.intensity_transforms(image=image.clone())["image"] for image in x.detach().float().cpu()]
+        return torch.stack(images).to(device=x.device, dtype=x.dtype)
+
+    def weak_view_probabilities(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            logits = self.teacher.predict(x) if self.pseudo_label_source == "teacher" \
+                else full_resolution(self.network_without_ddp()(x))
+        return torch.softmax(logits.float(), dim=1)
+
+    def strong_view(self, x: torch.Tensor) -> StrongView:
+        return StrongView(self.consistency_transform(x),
+                          random_cutmix_boxes(x.shape[0], x.shape[2:], self.cutmix_probability))
+
+    def unlabeled_terms(self, batch: dict, labeled: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor | float]]:
+        x = batch["data"].to(self.device, non_blocking=True)
+        labels, confidence = pseudo_labels(self.weak_view_probabilities(x))
+        view = self.strong_view(x)
+        strong = view.image(x, self.perturb_intensity if self.strong_intensity else None)
+        student_logits = full_resolution(self.network_without_ddp()(strong))
+        loss, kept = confidence_masked_cross_entropy(student_logits, view.move(labels), view.move(confidence),
+                                                     view.valid_mask().to(x.device), self.confidence_threshold)
+        return self.unlabeled_weight * self.rampup_weight * loss, {"pseudo_label_loss": loss.detach(),
+                                                                   "mask_ratio": kept}
+
+
 # ---------------------------------------------------------------------- variants
 class MeanTeacherTrainer_rampup(MeanTeacherTrainer):
     """Mean Teacher with the consistency weight ramped up (sigmoid) over the first 20 epochs."""
     rampup_epochs = 20
+
+
+class SPConMeanTeacherTrainer_fromPretraining(SPConMeanTeacherTrainer):
+    """SP-Con + Mean Teacher started from an SP-Con pre-training (``-pretrained_weights``), the
+    pre-trained encoder held back at a tenth of the rate as in ``SPConFinetuneTrainer`` (a row the
+    paper does not report)."""
+    encoder_lr_factor = 0.1
 
 
 class SPConMeanTeacherTrainer_ACDC(SPConMeanTeacherTrainer):
@@ -374,3 +446,14 @@ class SPConMeanTeacherTrainer_PROMISE12(SPConMeanTeacherTrainer):
 class SPConMeanTeacherTrainer_MMWHS(SPConMeanTeacherTrainer_PROMISE12):
     """MMWHS in the paper: as PROMISE12 with lr_init 2e-6."""
     lr_init = 2e-6
+
+
+class FixMatchTrainer_student(FixMatchTrainer):
+    """FixMatch's own choice: the student labels the weak view (no gradient), no teacher in the loss."""
+    pseudo_label_source = "student"
+
+
+class FixMatchTrainer_fromPretraining(FixMatchTrainer):
+    """FixMatch-style training started from an SP-Con pre-training (``-pretrained_weights``), the
+    pre-trained encoder held back at a tenth of the rate as in ``SPConFinetuneTrainer``."""
+    encoder_lr_factor = 0.1

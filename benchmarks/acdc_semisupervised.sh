@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Issue #30: the semi-supervised comparison on the acdc profile, resumable (run a stage again after an
+# interruption: finished runs are reused). Plan, grid and rule: benchmarks/README.md, "Issue #30".
+#   bash benchmarks/acdc_semisupervised.sh pretrain    # the shared SP-Con pre-training (fold 0)
+#   bash benchmarks/acdc_semisupervised.sh selection   # settings A, B, C: 1 labeled x splits 0-3, validation scans
+#   bash benchmarks/acdc_semisupervised.sh select      # the committed rule -> selection.json / selection.md
+#   bash benchmarks/acdc_semisupervised.sh verdict     # baseline + the two chosen: test scans, 1 x 8 and 2 x 4
+#   bash benchmarks/acdc_semisupervised.sh length      # baseline + the best at 400 / 1000 / 2000 iterations
+# Working folders under quality_runs/acdc_semi (SPCL_QUALITY_DIR to move it); each stage appends to
+# benchmarks/results/acdc_semisupervised/progress.log. SPCL_JOBS (default 2) trainings at once.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(realpath -m "${SPCL_QUALITY_DIR:-quality_runs/acdc_semi}")
+spcl=${SPCL_NNUNET:-.venv/bin/spcl_nnunet}
+python=${SPCL_PYTHON:-.venv/bin/python}
+out=benchmarks/results/acdc_semisupervised
+schedules=$PWD/benchmarks/schedules
+jobs=${SPCL_JOBS:-2}
+export nnUNet_raw=$root/nnUNet_raw nnUNet_preprocessed=$root/nnUNet_preprocessed
+mkdir -p "$nnUNet_raw" "$nnUNet_preprocessed" "$out"
+[ -d "$nnUNet_raw/Dataset910_SyntheticACDC" ] || "$spcl" synthetic -d 910 --profile acdc | tail -2
+log() { tee -a "$out/progress.log"; }
+
+run_experiment() {   # workdir schedule [experiment arguments...]
+    local workdir=$1 schedule=$2; shift 2
+    echo "=== $workdir ($(date -u +%FT%TZ))" | log
+    "$spcl" experiment -d 910 --schedule "$schedule" --device cpu --jobs "$jobs" --workdir "$root/$workdir" "$@" 2>&1 | log
+}
+experiment() {       # the same, with the shared SP-Con pre-training
+    local workdir=$1 schedule=$2; shift 2
+    run_experiment "$workdir" "$schedule" --pretraining-from "$root/pretraining_home/pretraining" "$@"
+}
+
+case "${1:-}" in
+    pretrain)
+        run_experiment pretraining_home "$schedules/acdc_semi_a.json" --methods spcon --labeled 1 --splits 0 --pretrain-only ;;
+    selection)
+        sel=(--labeled 1 --splits 0 1 2 3 --evaluate validation)
+        experiment selection_a "$schedules/acdc_semi_a.json" "${sel[@]}" \
+            --methods baseline mean-teacher spcon-mt spcon-mt-pretrained fixmatch fixmatch-pretrained
+        experiment selection_b "$schedules/acdc_semi_b.json" "${sel[@]}" --methods mean-teacher spcon-mt fixmatch
+        experiment selection_c "$schedules/acdc_semi_c.json" "${sel[@]}" --methods mean-teacher fixmatch ;;
+    select)
+        "$python" benchmarks/semisupervised_selection.py --root "$root" --out "$out" | log ;;
+    verdict|length)
+        [ -f "$out/selection.json" ] || { echo "run the selection and 'select' first" >&2; exit 2; }
+        "$python" benchmarks/semisupervised_selection.py --root "$root" --out "$out" --plan "$1" > "$root/$1.plan"
+        while read -r workdir schedule args; do
+            # shellcheck disable=SC2086
+            experiment "$workdir" "$schedules/$schedule" $args
+        done < "$root/$1.plan" ;;
+    *) echo "usage: $0 pretrain|selection|select|verdict|length" >&2; exit 2 ;;
+esac

@@ -1,0 +1,110 @@
+"""Issue #30's committed rule, applied to the selection runs (validation scans only), and the plans of
+the later stages. See benchmarks/README.md, "Issue #30".
+
+    python benchmarks/semisupervised_selection.py --root quality_runs/acdc_semi --out benchmarks/results/acdc_semisupervised
+        -> selection.json, selection.md (and the table on stdout)
+    ... --plan verdict | length
+        -> one line per experiment to run: workdir, schedule file name, experiment arguments
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from spcl_nnunet.experiment.selection import (choose_on_validation, load_validation_records, method_scores,
+                                              rank_against_baseline)
+
+SETTINGS = {"A": "acdc_semi_a.json", "B": "acdc_semi_b.json", "C": "acdc_semi_c.json"}   # A: the reference
+METHODS = ("mean-teacher", "spcon-mt", "spcon-mt-pretrained", "fixmatch", "fixmatch-pretrained")   # tie order
+BASELINE = "baseline"
+LENGTHS = {1000: 50, 2000: 100}     # iterations -> fine-tuning epochs of 20 iterations (400: the verdict's runs)
+
+
+def select(root: Path) -> dict:
+    scores = {setting: method_scores(load_validation_records(root / f"selection_{setting.lower()}"))
+              for setting in SETTINGS if (root / f"selection_{setting.lower()}" / "validation_results.json").is_file()}
+    if "A" not in scores or BASELINE not in scores["A"]:
+        raise SystemExit(f"{root / 'selection_a'}: no validation scores of the baseline yet")
+    baseline = scores["A"][BASELINE]
+    decisions, chosen = {}, {}
+    for method in METHODS:
+        candidates = {s: scores[s][method] for s in SETTINGS if s in scores and method in scores[s]}
+        if "A" not in candidates:
+            raise SystemExit(f"{method}: no validation scores at setting A (the reference) yet")
+        decisions[method] = choose_on_validation(candidates, "A", baseline)
+        chosen[method] = candidates[decisions[method]["chosen"]]
+    ranking = rank_against_baseline(chosen, baseline)
+    for entry in ranking:
+        entry["setting"] = decisions[entry["name"]]["chosen"]
+    return {"rule": "benchmarks/README.md, Issue #30 (committed before the first selection run)",
+            "evaluated_on": "validation", "baseline": baseline, "settings": SETTINGS,
+            "per_method": decisions, "ranking": ranking, "verdict_methods": [r["name"] for r in ranking[:2]],
+            "best": ranking[0]["name"]}
+
+
+def table(selection: dict) -> str:
+    lines = ["| rank | method | chosen setting | mean validation Dice per setting (A / B / C) | "
+             "paired difference from the baseline, points [95 % CI] |", "|---|---|---|---|---|"]
+    for rank, entry in enumerate(selection["ranking"], 1):
+        decision = selection["per_method"][entry["name"]]
+        means = " / ".join(f"{100 * decision['mean'][s]:.2f}" if s in decision["mean"] else "–" for s in SETTINGS)
+        gain = entry["versus_baseline"]
+        ci = gain["ci95"]
+        interval = f"[{100 * ci[0]:+.2f}, {100 * ci[1]:+.2f}]" if ci else "(one split)"
+        lines.append(f"| {rank} | {entry['name']} | {entry['setting']} | {means} | "
+                     f"{100 * gain['mean_difference']:+.2f} {interval} |")
+    return "\n".join(lines) + "\n"
+
+
+def plan(selection: dict, stage: str, schedules: Path) -> list[str]:
+    """Experiment lines: (workdir, schedule file, arguments)."""
+    if stage == "verdict":
+        by_setting: dict[str, list[str]] = {}
+        for entry in selection["ranking"][:2]:
+            by_setting.setdefault(entry["setting"], []).append(entry["name"])
+        lines = []
+        for setting, methods in by_setting.items():
+            for labeled, splits in ((1, "0 1 2 3 4 5 6 7"), (2, "0 1 2 3")):
+                lines.append(f"verdict_{setting.lower()} {SETTINGS[setting]} --methods {BASELINE} {' '.join(methods)} "
+                             f"--labeled {labeled} --splits {splits} --evaluate test")
+        return lines
+    best = selection["ranking"][0]
+    base = json.loads((schedules / SETTINGS[best["setting"]]).read_text())
+    lines = []
+    for iterations, epochs in LENGTHS.items():
+        name = f"acdc_semi_{best['setting'].lower()}_len{iterations}"
+        schedule = {**base, "name": name,
+                    "description": f"issue #30 length study: setting {best['setting']} at {iterations} fine-tuning "
+                                   f"iterations ({epochs} epochs of 20 at batch 8)",
+                    "finetune": {**base["finetune"], "num_epochs_default": epochs}}
+        path = schedules / f"{name}.json"
+        if not path.is_file():
+            path.write_text(json.dumps(schedule, indent=2) + "\n")
+        lines.append(f"length_{iterations} {path.name} --methods {BASELINE} {best['name']} --labeled 1 "
+                     f"--splits 0 1 2 3 --evaluate test")
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--root", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--plan", choices=["verdict", "length"])
+    args = parser.parse_args()
+    schedules = Path(__file__).resolve().parent / "schedules"
+    if args.plan:
+        selection = json.loads((args.out / "selection.json").read_text())
+        print("\n".join(plan(selection, args.plan, schedules)))
+        return
+    selection = select(args.root)
+    (args.out / "selection.json").write_text(json.dumps(selection, indent=2) + "\n")
+    text = table(selection)
+    (args.out / "selection.md").write_text("# Issue #30: selection on the validation scans (1 labeled x splits 0-3)\n\n"
+                                           + text)
+    print(text + f"verdict: {', '.join(selection['verdict_methods'])}; length study: {selection['best']}")
+
+
+if __name__ == "__main__":
+    main()
