@@ -15,6 +15,12 @@ interleaved so that both see the same machine load. With ``nnUNet_n_proc_DA=0`` 
 here) batches are made in this process, so "data" is the full cost of loading and augmenting
 a batch; with background workers it is only the time spent waiting for one.
 
+``--data-only`` skips ``train_step``: only ``next(dataloader_train)`` is timed, and the table gives
+images/s of each loader (median, min, max over the timed iterations) and images per CPU second
+of this process (``time.process_time``; less sensitive to other load on the machine than the
+wall clock); at ``nnUNet_n_proc_DA=0`` and ``--threads 1`` (nnU-Net's workers run with one torch
+thread) that is what one data-loading worker delivers.
+
     python benchmarks/bench_trainer.py                       # CPU, m=4, temp workspace
     python benchmarks/bench_trainer.py --device cuda --batch-scans 8 --iters 20
 """
@@ -132,17 +138,40 @@ def sync(device) -> None:
         torch.cuda.synchronize(device)
 
 
-def timed_iteration(trainer, device) -> tuple[float, float, int, tuple[int, ...]]:
-    """(data seconds, step seconds, images, patch) of one training iteration."""
+def timed_iteration(trainer, device, data_only: bool = False) -> tuple[float, float, float, int, tuple[int, ...]]:
+    """(data seconds, step seconds, data CPU seconds of this process, images, patch) of one training
+    iteration (data_only: no step, 0 s)."""
     sync(device)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     batch = next(trainer.dataloader_train)
-    t1 = time.perf_counter()
-    trainer.train_step(batch)
+    t1, c1 = time.perf_counter(), time.process_time()
+    if not data_only:
+        trainer.train_step(batch)
     sync(device)
     t2 = time.perf_counter()
     data = batch["data"]
-    return t1 - t0, t2 - t1, int(data.shape[0]), tuple(int(s) for s in data.shape[2:])
+    return t1 - t0, t2 - t1, c1 - c0, int(data.shape[0]), tuple(int(s) for s in data.shape[2:])
+
+
+def print_data_only(results: dict) -> int:
+    """--data-only: seconds per batch, images/s (median, min, max) and images per CPU second (median)
+    of each loader, and the ratios."""
+    header = (f"{'loader':<22} | {'images/it':>9} | {'patch':>8} | {'s/it (data)':>11} | "
+              f"{'images/s median':>15} | {'min':>6} | {'max':>6} | {'images/CPU-s':>12}")
+    print(header)
+    print("-" * len(header))
+    rate, cpu_rate = {}, {}
+    for name, r in results.items():
+        n = max(r["images"])
+        rates = [n / s for s in r["data"]]
+        rate[name], cpu_rate[name] = statistics.median(rates), statistics.median(n / s for s in r["cpu"])
+        patch = "/".join("x".join(map(str, p)) for p in sorted(r["patch"]))
+        print(f"{name:<22} | {n:>9} | {patch:>8} | {statistics.median(r['data']):>11.3f} | "
+              f"{rate[name]:>15.1f} | {min(rates):>6.1f} | {max(rates):>6.1f} | {cpu_rate[name]:>12.1f}")
+    ours, stock = "SPConPretrainTrainer", "nnUNetTrainer"
+    print(f"{'ratio SP-Con / stock':<22} | {'':>9} | {'':>8} | {'':>11} | {rate[ours] / rate[stock]:>15.2f} | "
+          f"{'':>6} | {'':>6} | {cpu_rate[ours] / cpu_rate[stock]:>12.2f}")
+    return 0
 
 
 def main() -> int:
@@ -162,6 +191,8 @@ def main() -> int:
     parser.add_argument("--compile", action="store_true",
                         help="let nnU-Net torch.compile the stock network on CUDA (off by default: the "
                              "pre-trainer calls the uncompiled encoder)")
+    parser.add_argument("--data-only", action="store_true",
+                        help="time only next(dataloader_train), no train_step; report images/s per loader")
     args = parser.parse_args()
     if args.batch_scans < 1 or args.iters < 1 or args.warmup < 0:
         parser.error("--batch-scans and --iters must be >= 1, --warmup >= 0")
@@ -188,19 +219,21 @@ def main() -> int:
                 for _, trainer in trainers:
                     trainer.on_train_start()
                     trainer.on_train_epoch_start()  # sets gamma (SP-Con), train mode, learning rate
-            results = {name: {"data": [], "step": [], "images": set(), "patch": set()} for name, _ in trainers}
+            results = {name: {"data": [], "step": [], "cpu": [], "images": set(), "patch": set()}
+                       for name, _ in trainers}
             total = args.warmup + args.iters
             load_before = os.getloadavg()[0]
             for i in range(total):
                 for name, trainer in (trainers if i % 2 == 0 else trainers[::-1]):  # interleaved
                     with contextlib.redirect_stdout(log):
-                        data_s, step_s, n, patch = timed_iteration(trainer, device)
+                        data_s, step_s, cpu_s, n, patch = timed_iteration(trainer, device, args.data_only)
                     r = results[name]
                     r["images"].add(n)
                     r["patch"].add(patch)
                     if i >= args.warmup:
                         r["data"].append(data_s)
                         r["step"].append(step_s)
+                        r["cpu"].append(cpu_s)
                 print(f"[run] iteration {i + 1}/{total}" + (" (warm-up)" if i < args.warmup else ""), flush=True)
         finished = True
     finally:
@@ -212,6 +245,8 @@ def main() -> int:
           f"m={m} scans x S={s_parts} slices x 2 views = {images} images; "
           f"median of {args.iters} iterations after {args.warmup} warm-up; load average "
           f"{load_before:.2f} before, {os.getloadavg()[0]:.2f} after the timed loop ({os.cpu_count()} CPUs)")
+    if args.data_only:
+        return print_data_only(results)
     header = (f"{'trainer':<22} | {'images/it':>9} | {'patch':>8} | {'s/it (step)':>11} | "
               f"{'s/it (data)':>11} | {'s/it (total)':>12}")
     print(header)
