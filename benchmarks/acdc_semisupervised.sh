@@ -7,13 +7,15 @@
 #   bash benchmarks/acdc_semisupervised.sh verdict     # baseline + the two chosen: test scans, 1 x 8 and 2 x 4
 #   bash benchmarks/acdc_semisupervised.sh length      # baseline + the best at 400 / 1000 / 2000 iterations
 # Working folders under quality_runs/acdc_semi (SPCL_QUALITY_DIR to move it); each stage appends to
-# benchmarks/results/acdc_semisupervised/progress.log. SPCL_JOBS (default 2) trainings at once.
+# benchmarks/results/acdc_semisupervised/progress.log (SPCL_RESULTS_DIR to move it). SPCL_JOBS (default 2)
+# trainings at once. Runs that take hours should use a checkout of their own, fixed at one commit, so
+# that edits to the working tree do not change the trainers between runs (see "Issue #30" in README.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(realpath -m "${SPCL_QUALITY_DIR:-quality_runs/acdc_semi}")
 spcl=${SPCL_NNUNET:-.venv/bin/spcl_nnunet}
 python=${SPCL_PYTHON:-.venv/bin/python}
-out=benchmarks/results/acdc_semisupervised
+out=${SPCL_RESULTS_DIR:-benchmarks/results/acdc_semisupervised}
 schedules=$PWD/benchmarks/schedules
 jobs=${SPCL_JOBS:-2}
 export nnUNet_raw=$root/nnUNet_raw nnUNet_preprocessed=$root/nnUNet_preprocessed
