@@ -9,7 +9,7 @@
 # Working folders under quality_runs/acdc_semi (SPCL_QUALITY_DIR to move it); each stage appends to
 # benchmarks/results/acdc_semisupervised/progress.log (SPCL_RESULTS_DIR to move it). SPCL_JOBS (default 2)
 # trainings at once. Runs that take hours should use a checkout of their own, fixed at one commit, so
-# that edits to the working tree do not change the trainers between runs (see "Issue #30" in README.md).
+# that edits to the working tree do not change the trainers between runs (benchmarks/README.md, "Issue #30").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(realpath -m "${SPCL_QUALITY_DIR:-quality_runs/acdc_semi}")
