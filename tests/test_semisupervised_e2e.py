@@ -175,6 +175,36 @@ def test_student_and_exported_teacher_predict(tiny_dataset: TinyDataset, runs, r
     assert not (entmin_folder / "checkpoint_final_teacher.pth").exists()
 
 
+# ------------------------------------------------------------------------------------ FixMatch's pseudo-labels
+def test_fixmatch_pseudo_labels_come_from_the_named_network(tiny_dataset: TinyDataset, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """The weak view's probabilities are the EMA teacher's (FixMatchTrainer) or the student's own
+    (FixMatchTrainer_student), without gradient; another source is refused by name."""
+    set_nnunet_env(monkeypatch, nnunet_env(tiny_dataset.raw, tiny_dataset.pre, tmp_path / "results"))
+    monkeypatch.setenv(ENV_VAR, "smoke")
+    torch.manual_seed(0)
+    x = None
+    for name, source in ((FIXMATCH, "teacher"), ("FixMatchTrainer_student", "student")):
+        trainer = in_process_trainer(name)
+        trainer.initialize()
+        student = trainer.unwrapped_network()
+        with torch.no_grad():                      # the teacher a different network from the student
+            for p in trainer.teacher.module.parameters():
+                p.add_(0.05 * torch.randn_like(p))
+        if x is None:
+            x = torch.randn(2, 1, *trainer.configuration_manager.patch_size)
+        probabilities = trainer.weak_view_probabilities(x)
+        assert not probabilities.requires_grad
+        with torch.no_grad():
+            own = torch.softmax(student(x)[0].float(), 1)
+            teacher = torch.softmax(trainer.teacher.predict(x).float(), 1)
+        assert not torch.allclose(own, teacher, atol=1e-4)
+        assert torch.allclose(probabilities, teacher if source == "teacher" else own, atol=1e-6), name
+    trainer.pseudo_label_source = "oracle"
+    with pytest.raises(ValueError, match="pseudo_label_source must be one of .*'oracle'"):
+        trainer.initialize()
+
+
 # ------------------------------------------------------------------------------------ the unlabeled pool
 def test_unlabeled_pool_excludes_validation_and_test(tiny_dataset: TinyDataset, tmp_path: Path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
