@@ -6,6 +6,7 @@
 #   bash benchmarks/acdc_semisupervised.sh select      # the committed rule -> selection.json / selection.md
 #   bash benchmarks/acdc_semisupervised.sh verdict     # baseline + the two chosen: test scans, 1 x 8 and 2 x 4
 #   bash benchmarks/acdc_semisupervised.sh length      # baseline + the best at 400 / 1000 / 2000 iterations
+#   bash benchmarks/acdc_semisupervised.sh report      # verdict results + length table and plot into the results
 # Working folders under quality_runs/acdc_semi (SPCL_QUALITY_DIR to move it); each stage appends to
 # benchmarks/results/acdc_semisupervised/progress.log (SPCL_RESULTS_DIR to move it). SPCL_JOBS (default 2)
 # trainings at once. Runs that take hours should use a checkout of their own, fixed at one commit, so
@@ -44,6 +45,8 @@ case "${1:-}" in
         experiment selection_c "$schedules/acdc_semi_c.json" "${sel[@]}" --methods mean-teacher fixmatch ;;
     select)
         "$python" benchmarks/semisupervised_selection.py --root "$root" --out "$out" | log ;;
+    report)
+        "$python" benchmarks/semisupervised_selection.py --root "$root" --out "$out" --report | log ;;
     verdict|length)
         [ -f "$out/selection.json" ] || { echo "run the selection and 'select' first" >&2; exit 2; }
         "$python" benchmarks/semisupervised_selection.py --root "$root" --out "$out" --plan "$1" > "$root/$1.plan"
@@ -51,5 +54,5 @@ case "${1:-}" in
             # shellcheck disable=SC2086
             experiment "$workdir" "$schedules/$schedule" $args
         done < "$root/$1.plan" ;;
-    *) echo "usage: $0 pretrain|selection|select|verdict|length" >&2; exit 2 ;;
+    *) echo "usage: $0 pretrain|selection|select|verdict|length|report" >&2; exit 2 ;;
 esac

@@ -5,14 +5,19 @@ the later stages. See benchmarks/README.md, "Issue #30".
         -> selection.json, selection.md (and the table on stdout)
     ... --plan verdict | length
         -> one line per experiment to run: workdir, schedule file name, experiment arguments
+    ... --report
+        -> the verdict's results.json / results.md (per chosen setting) copied into --out, and the length
+           study's paired differences (length.json, length.md, length.png)
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 from pathlib import Path
 
+from spcl_nnunet.experiment.results import paired_difference
 from spcl_nnunet.experiment.selection import (choose_on_validation, load_validation_records, method_scores,
                                               rank_against_baseline)
 
@@ -87,13 +92,85 @@ def plan(selection: dict, stage: str, schedules: Path) -> list[str]:
     return lines
 
 
+def test_records(folder: Path) -> list[dict]:
+    data = json.loads((folder / "results.json").read_text())
+    if data.get("evaluated_on") != "test":
+        raise SystemExit(f"{folder / 'results.json'}: expected test-scan scores, got {data.get('evaluated_on')!r}")
+    return data["runs"]
+
+
+def length_study(root: Path, selection: dict) -> list[dict]:
+    """Paired difference (best method - baseline, 1 labeled scan, splits 0-3) at each length: 400
+    iterations from the verdict's runs, the others from the length runs."""
+    best = selection["ranking"][0]
+    folders = {400: root / f"verdict_{best['setting'].lower()}",
+               **{n: root / f"length_{n}" for n in LENGTHS}}
+    rows = []
+    for iterations, folder in folders.items():
+        if not (folder / "results.json").is_file():
+            continue
+        runs = [r for r in test_records(folder) if int(r["num_labeled"]) == 1 and int(r["split"]) in range(4)]
+        by = {m: {int(r["split"]): r for r in runs if r["method"] == m} for m in (BASELINE, best["name"])}
+        gain = paired_difference(by[best["name"]], by[BASELINE])
+        if gain is not None:
+            rows.append({"iterations": iterations, "method": best["name"], "setting": best["setting"],
+                         "baseline_mean": sum(r["mean_dice"] for r in by[BASELINE].values()) / len(by[BASELINE]),
+                         **gain})
+    return rows
+
+
+def report(root: Path, out: Path) -> None:
+    selection = json.loads((out / "selection.json").read_text())
+    first = selection["ranking"][0]["setting"]
+    for setting in dict.fromkeys(e["setting"] for e in selection["ranking"][:2]):
+        folder = root / f"verdict_{setting.lower()}"
+        for name in ("results.json", "results.md", "results.csv"):
+            if (folder / name).is_file():   # the best method's setting as results.*, another as results_setting_x.*
+                target = out / (name if setting == first else name.replace("results", f"results_setting_{setting.lower()}"))
+                shutil.copyfile(folder / name, target)
+                print(f"copied {folder / name} -> {target}")
+    rows = length_study(root, selection)
+    (out / "length.json").write_text(json.dumps(rows, indent=2) + "\n")
+    lines = ["| fine-tuning iterations | baseline mean Dice | method - baseline, points [95 % CI] | above / below |",
+             "|---|---|---|---|"]
+    for row in rows:
+        ci = row["ci95"]
+        lines.append(f"| {row['iterations']} | {100 * row['baseline_mean']:.2f} | {100 * row['mean_difference']:+.2f} "
+                     + (f"[{100 * ci[0]:+.2f}, {100 * ci[1]:+.2f}]" if ci else "") + f" | {row['above']} / {row['below']} |")
+    (out / "length.md").write_text(f"# Issue #30: {selection['best']} against the baseline by training length "
+                                   "(1 labeled scan, splits 0-3, test scans)\n\n" + "\n".join(lines) + "\n")
+    print("\n".join(lines))
+    if rows:
+        import matplotlib
+
+        matplotlib.use("agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(5, 3.5))
+        x = [r["iterations"] for r in rows]
+        y = [100 * r["mean_difference"] for r in rows]
+        low = [100 * (r["mean_difference"] - r["ci95"][0]) if r["ci95"] else 0 for r in rows]
+        high = [100 * (r["ci95"][1] - r["mean_difference"]) if r["ci95"] else 0 for r in rows]
+        ax.errorbar(x, y, yerr=[low, high], marker="o", capsize=4)
+        ax.axhline(0, color="grey", lw=0.8)
+        ax.set_xlabel("fine-tuning iterations (batch 8)")
+        ax.set_ylabel(f"{selection['best']} - baseline (Dice points)")
+        fig.tight_layout()
+        fig.savefig(out / "length.png", dpi=120)
+        plt.close(fig)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--root", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--plan", choices=["verdict", "length"])
+    parser.add_argument("--report", action="store_true")
     args = parser.parse_args()
     schedules = Path(__file__).resolve().parent / "schedules"
+    if args.report:
+        report(args.root, args.out)
+        return
     if args.plan:
         selection = json.loads((args.out / "selection.json").read_text())
         print("\n".join(plan(selection, args.plan, schedules)))
