@@ -127,3 +127,24 @@ def test_cutmix_boxes_sizes_and_sources() -> None:
     untouched[1:3, 0:2] = False
     assert torch.equal(mixed[0, 0][untouched], x[0, 0][untouched])
     assert math.isclose(float(mixed.sum() - x.sum()), float((x[1, 0, 1:3, 0:2] - x[0, 0, 1:3, 0:2]).sum()))
+
+
+def test_strong_intensity_perturbation_changes_values_not_places() -> None:
+    """batchgeneratorsv2's strong-view transforms change intensities (brightness, contrast, gamma,
+    noise, blur), never where the anatomy is: a bright disc stays where it was."""
+    from spcl_nnunet.training.strong_view import strong_intensity_transforms
+
+    torch.manual_seed(0)
+    image, _ = anatomy(1, 48, 48, 7)
+    x = (image[0] - image[0].mean()) / image[0].std()                 # nnU-Net's z-scored intensities
+    transforms = strong_intensity_transforms()
+    changed = 0
+    for _ in range(20):
+        y = transforms(image=x.clone())["image"]
+        assert y.shape == x.shape and torch.isfinite(y).all()
+        changed += not torch.allclose(y, x)
+        # every pixel keeps its place: the perturbed image still follows the original pixel by pixel
+        # (monotone intensity maps, small noise and blur), as a moved (e.g. flipped) one would not
+        correlation = torch.corrcoef(torch.stack([x.flatten(), y.flatten()]))[0, 1]
+        assert correlation > 0.8, float(correlation)
+    assert changed >= 15                                              # p(no transform) = 0.2 * 0.2 * 0.5^3 = 0.005
