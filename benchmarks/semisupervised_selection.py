@@ -24,6 +24,7 @@ from spcl_nnunet.experiment.selection import (choose_on_validation, load_validat
 SETTINGS = {"A": "acdc_semi_a.json", "B": "acdc_semi_b.json", "C": "acdc_semi_c.json"}   # A: the reference
 METHODS = ("mean-teacher", "spcon-mt", "spcon-mt-pretrained", "fixmatch", "fixmatch-pretrained")   # tie order
 BASELINE = "baseline"
+SPLITS = (0, 1, 2, 3)                # 1 labeled scan x splits 0-3
 LENGTHS = {1000: 50, 2000: 100}     # iterations -> fine-tuning epochs of 20 iterations (400: the verdict's runs)
 
 
@@ -33,6 +34,14 @@ def select(root: Path) -> dict:
     if "A" not in scores or BASELINE not in scores["A"]:
         raise SystemExit(f"{root / 'selection_a'}: no validation scores of the baseline yet")
     baseline = scores["A"][BASELINE]
+    # the rule is applied to the whole grid only: every (setting, method) of the grid on all 4 splits
+    grid = {"A": (BASELINE, *METHODS), "B": ("mean-teacher", "spcon-mt", "fixmatch"), "C": ("mean-teacher", "fixmatch")}
+    missing = [f"{setting} {method} split(s) {sorted(set(SPLITS) - set(scores.get(setting, {}).get(method, {})))}"
+               for setting, methods in grid.items() for method in methods
+               if set(SPLITS) - set(scores.get(setting, {}).get(method, {}))]
+    if missing:
+        raise SystemExit("the selection is not finished (run 'acdc_semisupervised.sh selection' again): missing "
+                         + "; ".join(missing))
     decisions, chosen = {}, {}
     for method in METHODS:
         candidates = {s: scores[s][method] for s in SETTINGS if s in scores and method in scores[s]}
