@@ -239,30 +239,38 @@ def test_unlabeled_pool_excludes_validation_and_test(tiny_dataset: TinyDataset, 
 
 
 # ------------------------------------------------------------------------------------ resume
-def test_resume_restores_teacher_and_gamma(tiny_dataset: TinyDataset, tmp_path: Path,
-                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def crash_after_epoch_1_and_load(tiny_dataset: TinyDataset, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                 name: str, base: str, **attributes) -> tuple[dict, Path, dict, object]:
+    """Train ``name`` (a crash-once subclass of ``base``) until its crash after epoch 1; return the
+    environment, its fold folder, the saved checkpoint_latest.pth (a copy: nnU-Net deletes the file at
+    the end) and the trainer nnU-Net builds and restores from it in this process."""
     trainer_dir = tmp_path / "extra_trainers"
-    name = "CrashOnceSPConMTTrainer"
-    write_crash_once_trainer(trainer_dir, name, "spcl_nnunet.training.semisupervised", "SPConMeanTeacherTrainer",
-                             num_epochs_default=3, iterations_per_epoch=2, val_iterations_per_epoch=2,
-                             checkpoint_every=1, final_validation=False, unlabeled_batch_size=2,
-                             num_scans_per_batch=2, rampup_epochs=2, heatmap_every=0, progress_plot_every=2)
+    write_crash_once_trainer(trainer_dir, name, "spcl_nnunet.training.semisupervised", base, **attributes)
     marker, results = tmp_path / "crashed", tmp_path / "results"
     env = nnunet_env(tiny_dataset.raw, tiny_dataset.pre, results, extra_trainer_dirs=[trainer_dir],
                      SPCL_TEST_CRASH_MARKER=str(marker))
     folder = fold_dir(results, tiny_dataset.name, name)
-
     proc = run(train_command(TINY_ID, 0, name), env)
     assert proc.returncode == 3 and marker.exists(), tail(proc)
     saved_copy = tmp_path / "checkpoint_latest_copy.pth"
     shutil.copyfile(folder / "checkpoint_latest.pth", saved_copy)
     saved = load_checkpoint(saved_copy)
     assert saved["current_epoch"] == 2 and saved["teacher_state"]["steps"] == 4
-
-    # nnU-Net's construction + load_checkpoint restore teacher, EMA step count, gamma and projector exactly
     set_nnunet_env(monkeypatch, env)
     trainer = in_process_trainer(name)
     trainer.load_checkpoint(str(saved_copy))
+    return env, folder, saved, trainer
+
+
+def test_resume_restores_teacher_and_gamma(tiny_dataset: TinyDataset, tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    name = "CrashOnceSPConMTTrainer"
+    env, folder, saved, trainer = crash_after_epoch_1_and_load(
+        tiny_dataset, tmp_path, monkeypatch, name, "SPConMeanTeacherTrainer",
+        num_epochs_default=3, iterations_per_epoch=2, val_iterations_per_epoch=2, checkpoint_every=1,
+        final_validation=False, unlabeled_batch_size=2, num_scans_per_batch=2, rampup_epochs=2, heatmap_every=0,
+        progress_plot_every=2)
+    # nnU-Net's construction + load_checkpoint restore teacher, EMA step count, gamma and projector exactly
     assert trainer.teacher.steps == 4 and trainer.teacher.last_decay == saved["teacher_state"]["last_decay"]
     assert trainer.current_gamma == saved["spcon_state"]["gamma"] == gamma_at(1, 3, 2.0, 50.0, 0.5)
     teacher = trainer.teacher.module.state_dict()
@@ -290,26 +298,12 @@ def test_fixmatch_resume_restores_its_teacher_bit_exact(tiny_dataset: TinyDatase
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     """FixMatch-style training stopped after epoch 1 and resumed with --c: nnU-Net's load_checkpoint
     brings back the EMA teacher that labels the weak views, weights and step count, bit for bit."""
-    trainer_dir = tmp_path / "extra_trainers"
     name = "CrashOnceFixMatchTrainer"
-    write_crash_once_trainer(trainer_dir, name, "spcl_nnunet.training.semisupervised", FIXMATCH,
-                             num_epochs_default=3, iterations_per_epoch=2, val_iterations_per_epoch=1,
-                             checkpoint_every=1, final_validation=False, unlabeled_batch_size=2,
-                             rampup_epochs=2, progress_plot_every=2, ema_decay=0.9, confidence_threshold=0.5)
-    marker, results = tmp_path / "crashed", tmp_path / "results"
-    env = nnunet_env(tiny_dataset.raw, tiny_dataset.pre, results, extra_trainer_dirs=[trainer_dir],
-                     SPCL_TEST_CRASH_MARKER=str(marker))
-    folder = fold_dir(results, tiny_dataset.name, name)
-    proc = run(train_command(TINY_ID, 0, name), env)
-    assert proc.returncode == 3 and marker.exists(), tail(proc)
-    saved_copy = tmp_path / "checkpoint_latest_copy.pth"
-    shutil.copyfile(folder / "checkpoint_latest.pth", saved_copy)
-    saved = load_checkpoint(saved_copy)
-    assert saved["current_epoch"] == 2 and saved["teacher_state"]["steps"] == 4
-
-    set_nnunet_env(monkeypatch, env)
-    trainer = in_process_trainer(name)
-    trainer.load_checkpoint(str(saved_copy))
+    env, folder, saved, trainer = crash_after_epoch_1_and_load(
+        tiny_dataset, tmp_path, monkeypatch, name, FIXMATCH,
+        num_epochs_default=3, iterations_per_epoch=2, val_iterations_per_epoch=1, checkpoint_every=1,
+        final_validation=False, unlabeled_batch_size=2, rampup_epochs=2, progress_plot_every=2, ema_decay=0.9,
+        confidence_threshold=0.5)
     assert trainer.teacher.steps == 4 and trainer.teacher.last_decay == saved["teacher_state"]["last_decay"]
     teacher = trainer.teacher.module.state_dict()
     assert set(teacher) == set(saved["teacher_state"]["weights"])
