@@ -262,6 +262,17 @@ def crash_after_epoch_1_and_load(tiny_dataset: TinyDataset, tmp_path: Path, monk
     return env, folder, saved, trainer
 
 
+def resume_to_the_end(env: dict, folder: Path, name: str) -> dict:
+    """``--c`` from the saved epoch 2 to the end (epoch 2 only, the teacher restored after its 4 EMA
+    steps and stepped twice more); returns checkpoint_final.pth."""
+    proc = check(run(train_command(TINY_ID, 0, name, "--c"), env))
+    assert epochs_in(proc.stdout) == [2], tail(proc)
+    assert "teacher restored after 4 EMA steps" in proc.stdout
+    final = load_checkpoint(folder / "checkpoint_final.pth")
+    assert final["teacher_state"]["steps"] == 6
+    return final
+
+
 def test_resume_restores_teacher_and_gamma(tiny_dataset: TinyDataset, tmp_path: Path,
                                            monkeypatch: pytest.MonkeyPatch) -> None:
     name = "CrashOnceSPConMTTrainer"
@@ -283,11 +294,7 @@ def test_resume_restores_teacher_and_gamma(tiny_dataset: TinyDataset, tmp_path: 
     assert {id(p) for p in trainer.projector.parameters()} <= optimised
     assert not {id(p) for p in trainer.teacher.module.parameters()} & optimised
 
-    proc = check(run(train_command(TINY_ID, 0, name, "--c"), env))
-    assert epochs_in(proc.stdout) == [2], tail(proc)
-    assert "teacher restored after 4 EMA steps" in proc.stdout
-    final = load_checkpoint(folder / "checkpoint_final.pth")
-    assert final["teacher_state"]["steps"] == 6
+    final = resume_to_the_end(env, folder, name)
     assert final["spcon_state"]["gamma"] == gamma_at(2, 3, 2.0, 50.0, 0.5)
     log = final["logging"]
     assert all(len(v) == 3 for v in log.values()), {k: len(v) for k, v in log.items()}
@@ -313,11 +320,7 @@ def test_fixmatch_resume_restores_its_teacher_bit_exact(tiny_dataset: TinyDatase
     optimised = {id(p) for group in trainer.optimizer.param_groups for p in group["params"]}
     assert not {id(p) for p in trainer.teacher.module.parameters()} & optimised
 
-    proc = check(run(train_command(TINY_ID, 0, name, "--c"), env))
-    assert epochs_in(proc.stdout) == [2], tail(proc)
-    assert "teacher restored after 4 EMA steps" in proc.stdout
-    final = load_checkpoint(folder / "checkpoint_final.pth")
-    assert final["teacher_state"]["steps"] == 6
+    final = resume_to_the_end(env, folder, name)
     log = final["logging"]
     assert all(len(v) == 3 for v in log.values()), {k: len(v) for k, v in log.items()}
     assert log["pseudo_label_loss"][:2] == saved["logging"]["pseudo_label_loss"]
