@@ -245,6 +245,25 @@ def pretraining_pool(output: str) -> tuple[list[str], list[str]]:
     return pool, loaders
 
 
+def loader_line(scans: int, slices: int, per_partition: list[int], batch_scans: int = 2) -> str:
+    """The ``contrastive loader: ...`` line a pre-training logs for a pool of ``scans`` scans and
+    ``slices`` slices, ``per_partition`` slices in each partition (one slice of each per scan in a batch)."""
+    return (f"contrastive loader: {scans} scans, {slices} slices, slices per partition {per_partition}, "
+            f"{batch_scans} scans x {len(per_partition)} slices x 2 views per batch")
+
+
+def smoke_pretraining(dataset_id: int, results: Path, dataset_name: str, env: Mapping[str, str]
+                      ) -> tuple[list[str], list[str], subprocess.CompletedProcess]:
+    """``nnUNetv2_train ID 2d 0 -tr SPConPretrainTrainer`` under the smoke schedule: its checkpoint is
+    checked (``check_pretraining_checkpoint``, 4 epochs); returns its pool lines, its loader lines
+    (``pretraining_pool``) and the process."""
+    proc = check(run([command("nnUNetv2_train"), str(dataset_id), "2d", "0", "-tr", "SPConPretrainTrainer",
+                      "-device", "cpu"], {**env, "SPCL_SCHEDULE": "smoke"}))
+    check_pretraining_checkpoint(Path(results) / dataset_name / "SPConPretrainTrainer__nnUNetPlans__2d" / "fold_0",
+                                 epochs=4)
+    return (*pretraining_pool(proc.stdout), proc)
+
+
 def check_pretraining_checkpoint(fold: Path, epochs: int) -> dict:
     """A finished pre-training's checkpoint_final.pth: ``epochs`` epochs, each with a finite,
     positive unweighted contrastive loss (train and validation); returns it."""
