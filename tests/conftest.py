@@ -10,9 +10,9 @@ import pytest
 from filelock import FileLock
 
 # nnU-Net reads these at import time in this process (in-process trainers, evaluation): one
-# process, as in the subprocesses the tests start
+# process, batches made in the training process, as in the commands the tests start (nnunet_env)
 os.environ.setdefault("nnUNet_def_n_proc", "1")
-os.environ.setdefault("nnUNet_n_proc_DA", "1")
+os.environ.setdefault("nnUNet_n_proc_DA", "0")
 # pytest-xdist (the README's `-n 2`): one torch thread per process, this one and the nnU-Net commands
 # it starts as subprocesses (they inherit the variable). Two 2-thread processes on 2 cores make every
 # parallel operation wait for a time slice, many times slower than one thread each.

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import random
 import re
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,18 +24,28 @@ def command(name: str) -> str:
     return str(path)
 
 
+# nnU-Net's background data-augmentation workers, one (nnunet_env makes batches in the training process)
+BACKGROUND_WORKERS = {"nnUNet_n_proc_DA": "1"}
+
+
 def nnunet_env(raw: str | os.PathLike[str] | None, preprocessed: str | os.PathLike[str],
                results: str | os.PathLike[str], extra_trainer_dirs: Sequence[str | os.PathLike[str]] = (),
                **extra: str) -> dict[str, str]:
     """Environment of an nnU-Net command: our data folders (``raw=None``: nnUNet_raw unset),
     our trainers (plus ``extra_trainer_dirs`` in front), one process for everything, CPU, no
-    training schedule (``SPCL_SCHEDULE``) unless ``extra`` sets one."""
+    training schedule (``SPCL_SCHEDULE``) unless ``extra`` sets one.
+
+    Batches are made in the training process (``nnUNet_n_proc_DA=0``, nnU-Net's
+    ``SingleThreadedAugmenter``): a smoke training of 12 steps otherwise starts background workers
+    that prefetch 6 batches each for training and validation, half of them never used, and costs
+    1.3 to 2.5 s more (measured, 2 cores). The runs that stand for a user's (the README block, the
+    experiment, other file types) pass ``BACKGROUND_WORKERS``: our loaders in nnU-Net's workers."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("nnUNet_") and k != "SPCL_SCHEDULE"}
     env.update({
         "nnUNet_preprocessed": str(preprocessed),
         "nnUNet_results": str(results),
         "nnUNet_extTrainer": os.pathsep.join([*(str(p) for p in extra_trainer_dirs), str(trainers_dir())]),
-        "nnUNet_n_proc_DA": "1",
+        "nnUNet_n_proc_DA": "0",
         "nnUNet_def_n_proc": "1",
         "PATH": os.pathsep.join([str(VENV_BIN), env.get("PATH", "")]),
         "MPLBACKEND": "agg",
@@ -71,6 +83,26 @@ def run(args: Sequence[str], env: Mapping[str, str], timeout: float = 600, cwd: 
         return subprocess.run(args, env=dict(env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                               text=True, timeout=timeout, cwd=cwd)
     return run_forked(entry, args, env, timeout, cwd)
+
+
+@contextlib.contextmanager
+def seeded_commands(seed: int) -> Iterator[None]:
+    """Forked commands (``run``) started inside draw from seeded generators: torch's (the network's
+    initialisation), numpy's and Python's (nnU-Net's sampling and augmentation, made in the training
+    process under ``nnunet_env``). This process's generators are restored afterwards."""
+    import numpy as np
+    import torch
+
+    numpy_state, python_state = np.random.get_state(), random.getstate()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        np.random.seed(seed)
+        random.seed(seed)
+        try:
+            yield
+        finally:
+            np.random.set_state(numpy_state)
+            random.setstate(python_state)
 
 
 def console_script_entry(path: str):
@@ -174,9 +206,11 @@ def check(proc: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
     return proc
 
 
-def plan_and_preprocess(dataset_id: int, env: Mapping[str, str]) -> subprocess.CompletedProcess:
+def plan_and_preprocess(dataset_id: int | str, env: Mapping[str, str], *extra: str) -> subprocess.CompletedProcess:
+    """``nnUNetv2_plan_and_preprocess -d ID -c 2d -np 1 -npfp 1 [extra]``. nnU-Net's planner sets
+    torch's thread count to ``nnUNet_n_proc_DA``, which must be >= 1 there."""
     return check(run([command("nnUNetv2_plan_and_preprocess"), "-d", str(dataset_id), "-c", "2d",
-                      "-np", "1", "-npfp", "1"], env))
+                      "-np", "1", "-npfp", "1", *extra], {**env, **BACKGROUND_WORKERS}))
 
 
 TINY_ID = 990

@@ -23,8 +23,8 @@ import pytest
 import torch
 
 from nnunet_helpers import (TINY_ID, TinyDataset, check, command, epochs_in, fold_dir, in_process_trainer,
-                            load_checkpoint, nnunet_env, png_size, progress_png_size, run, set_nnunet_env,
-                            smoke_schedule_file, tail, train_command, write_crash_once_trainer)
+                            load_checkpoint, nnunet_env, png_size, progress_png_size, run, seeded_commands,
+                            set_nnunet_env, smoke_schedule_file, tail, train_command, write_crash_once_trainer)
 
 pytestmark = pytest.mark.e2e
 
@@ -85,9 +85,9 @@ def live_extra_state(trainer) -> dict:
 # 0.006 to 0.036): a Dice floor would need ~4x the iterations, ~15 s more a training
 SEGMENTER_LR_INIT = 3e-3
 LOSS_FALL = 0.10          # the supervised loss of the last epoch at most 90 % of the first epoch's
-# the fine-tuning of the global + local chain learns as the fine-tuning of test_trainers_e2e.py does: 16
-# iterations an epoch from lr_init 2e-3 (~6.5 s more CPU time), from a seeded initialisation (drawn in the
-# forked command from this process's generator). Its test Dice (foreground mean) must reach the floor:
+# the fine-tuning of the global + local chain learns from a raised learning rate, as the fine-tuning of
+# test_trainers_e2e.py does: 16 iterations an epoch from lr_init 2e-3 (~6.5 s more CPU time), from seeded
+# generators (seeded_commands). Its test Dice (foreground mean) must reach the floor:
 # measured 0.227 to 0.366 (4 random initialisations); untrained (learning rate 0) 0.013 to 0.028, under the
 # plain smoke schedule 0.016 to 0.027
 CHAIN_LEARNING = {"iterations_per_epoch": 16, "lr_init": 2e-3}
@@ -269,8 +269,7 @@ def test_segmenters_and_the_global_local_chain_predict_and_evaluate(tiny_dataset
                                                                      chain: dict, tmp_path: Path) -> None:
     results, env = chain["results"], trained["env"]
     local_final = trained[LOCAL]["folder"] / "checkpoint_final.pth"
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(INIT_SEED)
+    with seeded_commands(INIT_SEED):
         proc = check(run(train_command(TINY_ID, 0, FINETUNE, "-pretrained_weights", str(local_final)),
                          {**env, **chain["learning"]}))
     assert "Loading pretrained weights from file" in proc.stdout and str(local_final) in proc.stdout

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from nnunet_helpers import check, command, loader_line, nnunet_env, run, smoke_pretraining, tail
+from nnunet_helpers import check, command, loader_line, nnunet_env, plan_and_preprocess, run, smoke_pretraining, tail
 from spcl_nnunet.conversion.acdc import convert
 from spcl_nnunet.conversion.common import ConversionError
 from spcl_nnunet.data.metalabels import load_meta_labels
@@ -356,8 +356,7 @@ def test_plan_prepare_and_pretrain_smoke(tmp_path: Path) -> None:
     raw = make_acdc(tmp_path / "download", n_train=17, size=(6, 32, 32), n_frames=10)
     env = nnunet_env(tmp_path / "raw", tmp_path / "pre", tmp_path / "results")
     check(run([command("spcl_nnunet"), "convert", "acdc", "-i", raw, "-d", "36"], env))
-    check(run([command("nnUNetv2_plan_and_preprocess"), "-d", "36", "-c", "2d", "--verify_dataset_integrity",
-               "-np", "1", "-npfp", "1"], env))
+    plan_and_preprocess(36, env, "--verify_dataset_integrity")
     check(run([command("spcl_nnunet"), "prepare", "-d", "36"], env))
     pool, loaders, proc = smoke_pretraining(36, tmp_path / "results", "Dataset036_ACDC", env)
     # by hand: the 17 patients' split leaves 4 pool patients = 8 scans (ED + ES) and 8 validation scans. Each

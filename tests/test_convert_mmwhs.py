@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from nnunet_helpers import check, command, loader_line, nnunet_env, run, smoke_pretraining, tail
+from nnunet_helpers import check, command, loader_line, nnunet_env, plan_and_preprocess, run, smoke_pretraining, tail
 from spcl_nnunet.conversion import mmwhs
 from spcl_nnunet.conversion.common import ConversionError, DatasetSpec
 from spcl_nnunet.data.metalabels import load_meta_labels
@@ -271,8 +271,7 @@ def test_e2e_plan_prepare_pretrain(tmp_path: Path) -> None:
         warnings.simplefilter("error")
         mmwhs.convert(source, raw, 961, spec=spec)
     env = nnunet_env(raw, pre, results)
-    check(run([command("nnUNetv2_plan_and_preprocess"), "-d", "961", "-c", "2d", "--verify_dataset_integrity",
-               "-np", "1", "-npfp", "1"], env))
+    plan_and_preprocess(961, env, "--verify_dataset_integrity")
     check(run([command("spcl_nnunet"), "prepare", "-d", "961"], env))
     pool, loaders, proc = smoke_pretraining(961, results, "Dataset961_MMWHS", env)
     # by hand: 8 subjects - 2 validation - 2 test = 4 pool scans. Each is (z, y, x) = (8, 32, 32) with the

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from nnunet_helpers import check, command, loader_line, nnunet_env, run, smoke_pretraining, tail
+from nnunet_helpers import check, command, loader_line, nnunet_env, plan_and_preprocess, run, smoke_pretraining, tail
 from spcl_nnunet.conversion import hippocampus, spleen
 from spcl_nnunet.conversion.common import ConversionError, DatasetSpec, SourceCase, split_cases
 from spcl_nnunet.data.metalabels import load_meta_labels
@@ -360,8 +360,7 @@ def test_e2e_plan_prepare_pretrain(tmp_path: Path, task: str, module, ids, spec,
     raw, pre, results = tmp_path / "raw", tmp_path / "pre", tmp_path / "results"
     folder, _ = module.convert(source, raw, 962, spec=spec)
     env = nnunet_env(raw, pre, results)
-    check(run([command("nnUNetv2_plan_and_preprocess"), "-d", "962", "-c", "2d", "--verify_dataset_integrity",
-               "-np", "1", "-npfp", "1"], env))
+    plan_and_preprocess(962, env, "--verify_dataset_integrity")
     check(run([command("spcl_nnunet"), "prepare", "-d", "962"], env))
     pool, loaders, proc = smoke_pretraining(962, results, folder.name, env)
     assert pool == ["pre-training pool: 4 training scans (validation scans excluded)"], tail(proc)

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from nnunet_helpers import check, command, loader_line, nnunet_env, run, smoke_pretraining, tail
+from nnunet_helpers import check, command, loader_line, nnunet_env, plan_and_preprocess, run, smoke_pretraining, tail
 from spcl_nnunet.conversion.common import ConversionError
 from spcl_nnunet.conversion.promise12 import PARTS, convert
 from spcl_nnunet.data.metalabels import load_meta_labels
@@ -286,8 +286,7 @@ def test_plan_prepare_and_pretrain_smoke(tmp_path: Path) -> None:
     raw = make_promise12(tmp_path / "download", n_train=17, n_test=2, size=(8, 32, 32))
     env = nnunet_env(tmp_path / "raw", tmp_path / "pre", tmp_path / "results")
     check(run([command("spcl_nnunet"), "convert", "promise12", "-i", raw, "-d", "37", "--with-unlabeled"], env))
-    check(run([command("nnUNetv2_plan_and_preprocess"), "-d", "37", "-c", "2d", "--verify_dataset_integrity",
-               "-np", "1", "-npfp", "1"], env))
+    plan_and_preprocess(37, env, "--verify_dataset_integrity")
     check(run([command("spcl_nnunet"), "prepare", "-d", "37"], env))
     pool, loaders, proc = smoke_pretraining(37, tmp_path / "results", "Dataset037_PROMISE12", env)
     # by hand: 7 training-pool scans + 2 label-less TestData scans; the 4 validation scans excluded. Each

@@ -6,12 +6,11 @@ run by an e2e test. The other file types and the commands' refusals are in
 The block runs in bash exactly as the README has it, with the substitutions a CPU test needs (listed
 in ``SUBSTITUTIONS`` and stated in the README): the trainers' smoke schedule without nnU-Net's final
 validation (``SPCL_SCHEDULE``: steps 4-6 are checked through their checkpoints and logs; the experiment
-validates, under its own ``--schedule smoke``),
-``-device cpu`` (and nnU-Net's sequential prediction, ``-npp 0 -nps 0``), one preprocessing process
-(``-np 1 -npfp 1``), a 10-iteration subclass of
-nnU-Net's stock ``nnUNetTrainer`` for the 1000-epoch original (``STOCK_SHORT``: nothing but its
-length changed, like nnU-Net's own ``nnUNetTrainer_1epoch``), and ``--schedule smoke --folds 0 1`` on
-the experiment.
+validates, under its own ``--schedule smoke``), ``-device cpu`` (and nnU-Net's sequential prediction,
+``-npp 0 -nps 0``), one preprocessing process (``-np 1 -npfp 1``), a 10-iteration subclass of nnU-Net's
+stock ``nnUNetTrainer`` for the 1000-epoch original (``STOCK_SHORT``: nothing but its length changed,
+like nnU-Net's own ``nnUNetTrainer_1epoch``, and its final validation skipped), and
+``--schedule smoke --folds 0 1`` on the experiment.
 """
 
 from __future__ import annotations
@@ -25,7 +24,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from nnunet_helpers import nnunet_env, smoke_schedule_file, tail
+from nnunet_helpers import BACKGROUND_WORKERS, nnunet_env, smoke_schedule_file, tail
 from own_dataset import DATASET_NAME, DIRECTION, SPACING, make_plain_dataset
 
 REPO = Path(__file__).resolve().parents[1]
@@ -36,7 +35,8 @@ from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
 
 class {STOCK_SHORT}(nnUNetTrainer):
-    \"\"\"nnU-Net's stock trainer, 1 epoch of 10 iterations (test length).\"\"\"
+    \"\"\"nnU-Net's stock trainer, 1 epoch of 10 iterations (test length), without its final
+    validation (the test checks its log and its checkpoint).\"\"\"
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
@@ -44,13 +44,16 @@ class {STOCK_SHORT}(nnUNetTrainer):
         self.num_epochs = 1
         self.num_iterations_per_epoch = 10
         self.num_val_iterations_per_epoch = 2
+
+    def perform_actual_validation(self, save_probabilities: bool = False):
+        self.print_to_log_file("final validation skipped (test length)")
 """
 SUBSTITUTIONS = (   # (pattern, replacement, why)
     (r"^(nnUNetv2_plan_and_preprocess .*)$", r"\1 -np 1 -npfp 1",
      "nnU-Net's preprocessing in one process: its default of 8 processes per step costs more than it saves on 2 cores"),
     (r"^(nnUNetv2_train .*)$", r"\1 -device cpu", "this machine has no GPU"),
     (r"^(nnUNetv2_predict .*)$", r"\1 -device cpu -npp 0 -nps 0", "no GPU; nnU-Net's sequential prediction"),
-    (r"-tr nnUNetTrainer ", f"-tr {STOCK_SHORT} ", "nnU-Net's stock trainer at a test's length"),
+    (r"-tr nnUNetTrainer ", f"-tr {STOCK_SHORT} ", "nnU-Net's stock trainer at a test's length, no final validation"),
     (r"^(spcl_nnunet experiment .*)$", r"\1 --schedule smoke --folds 0 1", "a smoke-sized verdict on two folds"),
 )
 
@@ -75,7 +78,7 @@ def test_readme_block_is_what_the_test_runs():
     block = readme_block()
     for needed in ("spcl_nnunet add-unlabeled", "spcl_nnunet metalabels", "nnUNetv2_plan_and_preprocess",
                    "spcl_nnunet folds", "-tr SPConPretrainTrainer", "-tr SPConFinetuneTrainer ",
-                   "-tr SPConFinetuneTrainer_nnUNetRecipe", "-tr SPConMeanTeacherTrainer", "-tr nnUNetTrainer ",
+                   "-tr SPConMeanTeacherTrainer", "-tr nnUNetTrainer ", "--methods nnunet spcon-nnunet",
                    "nnUNetv2_predict", "nnUNetv2_evaluate_folder", "spcl_nnunet experiment"):
         assert needed in block, f"README's own-dataset block lacks {needed!r}"
     assert f"-tr {STOCK_SHORT} " in as_run_here(block) and "-tr nnUNetTrainer " not in as_run_here(block)
@@ -90,7 +93,7 @@ def test_readme_own_dataset_commands(tmp_path: Path):
     (stock / "stock_short.py").write_text(STOCK_SHORT_MODULE)
     schedule = smoke_schedule_file(tmp_path / "smoke_without_final_validation.json", final_validation=False)
     env = nnunet_env(tmp_path / "nnUNet_raw", pre, results, extra_trainer_dirs=[stock], SPCL_SCHEDULE=str(schedule),
-                     OMP_WAIT_POLICY="PASSIVE")
+                     OMP_WAIT_POLICY="PASSIVE", **BACKGROUND_WORKERS)
     script = "set -euo pipefail\n" + as_run_here(readme_block())
     proc = subprocess.run(["bash", "-c", script], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True, timeout=1500)
@@ -125,10 +128,10 @@ def test_readme_own_dataset_commands(tmp_path: Path):
     assert f"This split has {len(splits[0]['train'])} training and {len(splits[0]['val'])} validation cases" \
         in stock_log
     assert "Using splits from existing split file" in stock_log
+    assert "final validation skipped (test length)" in stock_log
 
     # 4-6: every training finished; the pre-training pool: every image but fold 0's validation cases
-    for trainer in ("SPConPretrainTrainer", "SPConFinetuneTrainer", "SPConFinetuneTrainer_nnUNetRecipe",
-                    "SPConMeanTeacherTrainer", STOCK_SHORT):
+    for trainer in ("SPConPretrainTrainer", "SPConFinetuneTrainer", "SPConMeanTeacherTrainer", STOCK_SHORT):
         assert (results / DATASET_NAME / f"{trainer}__nnUNetPlans__2d" / "fold_0" / "checkpoint_final.pth").is_file()
     pool = 16 - len(splits[0]["val"])
     pretrain_log = next((results / DATASET_NAME / "SPConPretrainTrainer__nnUNetPlans__2d" / "fold_0").glob(
@@ -149,11 +152,11 @@ def test_readme_own_dataset_commands(tmp_path: Path):
     verdict = json.loads((tmp_path / "heart_experiment" / "validation_results.json").read_text())
     assert verdict["folds"] == "cross_validation" and verdict["evaluated_on"] == "validation"
     runs = {(r["method"], r["fold"]) for r in verdict["runs"]}
-    assert runs == {(m, f) for m in ("nnunet", "spcon") for f in (0, 1)}
+    assert runs == {(m, f) for m in ("nnunet", "spcon-nnunet") for f in (0, 1)}
     for record in verdict["runs"]:
         assert record["validation_cases"] == sorted(splits[record["fold"]]["val"])
     against_nnunet = {c["method"]: c for c in verdict["paired_comparison"] if c["against"] == "nnunet"}
-    assert set(against_nnunet) == {"spcon"}
+    assert set(against_nnunet) == {"spcon-nnunet"}
     assert all(c["n"] == 2 and c["splits"] == [0, 1] for c in against_nnunet.values())
     assert "one pre-training per fold" in verdict["pretraining"]
     pretrainings = tmp_path / "heart_experiment" / "pretraining" / "SPConPretrainTrainer" / DATASET_NAME
