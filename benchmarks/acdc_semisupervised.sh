@@ -3,7 +3,7 @@
 # interruption: finished runs are reused). Plan, grid and rule: benchmarks/README.md, "Issue #30".
 #   bash benchmarks/acdc_semisupervised.sh pretrain    # the shared SP-Con pre-training (fold 0)
 #   bash benchmarks/acdc_semisupervised.sh selection   # settings A, B, C: 1 labeled x splits 0-3, validation scans
-#   bash benchmarks/acdc_semisupervised.sh select      # the committed rule -> selection.json / selection.md
+#   bash benchmarks/acdc_semisupervised.sh select      # the committed rule on selection_scores.json -> selection.json / .md
 #   bash benchmarks/acdc_semisupervised.sh verdict     # baseline + the two chosen: test scans, 1 x 8 and 2 x 4
 #   bash benchmarks/acdc_semisupervised.sh length      # baseline + the best at 400 / 1000 / 2000 iterations
 #   bash benchmarks/acdc_semisupervised.sh report      # verdict results + length table and plot into the results
@@ -39,12 +39,17 @@ case "${1:-}" in
         run_experiment pretraining_home "$schedules/acdc_semi_a.json" --methods spcon --labeled 1 --splits 0 --pretrain-only ;;
     selection)
         sel=(--labeled 1 --splits 0 1 2 3 --evaluate validation)
-        experiment selection_a "$schedules/acdc_semi_a.json" "${sel[@]}" \
-            --methods baseline mean-teacher spcon-mt spcon-mt-pretrained fixmatch fixmatch-pretrained
-        experiment selection_b "$schedules/acdc_semi_b.json" "${sel[@]}" --methods mean-teacher spcon-mt fixmatch
-        experiment selection_c "$schedules/acdc_semi_c.json" "${sel[@]}" --methods mean-teacher fixmatch ;;
+        collect() { "$python" benchmarks/semisupervised_selection.py --root "$root" --out "$out" --collect "$1" | log; }
+        stored() { "$python" -c "import json,sys; sys.exit('$1' not in json.load(open('$out/selection_scores.json'))['settings'])" 2>/dev/null; }
+        # a setting whose scores are committed (selection_scores.json) is not run again
+        stored A || { experiment selection_a "$schedules/acdc_semi_a.json" "${sel[@]}" \
+            --methods baseline mean-teacher spcon-mt spcon-mt-pretrained fixmatch fixmatch-pretrained; collect A; }
+        stored B || { experiment selection_b "$schedules/acdc_semi_b.json" "${sel[@]}" \
+            --methods mean-teacher spcon-mt fixmatch; collect B; }
+        stored C || { run_experiment selection_c "$schedules/acdc_semi_c.json" "${sel[@]}" \
+            --methods mean-teacher fixmatch; collect C; } ;;
     select)
-        "$python" benchmarks/semisupervised_selection.py --root "$root" --out "$out" | log ;;
+        "$python" benchmarks/semisupervised_selection.py --out "$out" --root "$root" | log ;;
     report)
         "$python" benchmarks/semisupervised_selection.py --root "$root" --out "$out" --report | log ;;
     verdict|length)

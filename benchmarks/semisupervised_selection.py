@@ -2,7 +2,14 @@
 the later stages. See benchmarks/README.md, "Issue #30".
 
     python benchmarks/semisupervised_selection.py --root quality_runs/acdc_semi --out benchmarks/results/acdc_semisupervised
-        -> selection.json, selection.md (and the table on stdout)
+        -> selection.json, selection.md (and the table on stdout), from the committed selection_scores.json
+    ... --collect A B C
+        -> the settings' validation scores (selection_<x>/validation_results.json under --root) into
+           selection_scores.json under --out, which is committed: the choice does not depend on run
+           folders that a new checkout does not have
+    ... --from-log A B
+        -> the same from the "finished ..." lines of --out/progress.log (Dice to 2 decimals), for
+           settings whose run folders are gone
     ... --plan verdict | length
         -> one line per experiment to run: workdir, schedule file name, experiment arguments
     ... --report
@@ -14,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -28,11 +36,72 @@ SPLITS = (0, 1, 2, 3)                # 1 labeled scan x splits 0-3
 LENGTHS = {1000: 50, 2000: 100}     # iterations -> fine-tuning epochs of 20 iterations (400: the verdict's runs)
 
 
-def select(root: Path) -> dict:
-    scores = {setting: method_scores(load_validation_records(root / f"selection_{setting.lower()}"))
-              for setting in SETTINGS if (root / f"selection_{setting.lower()}" / "validation_results.json").is_file()}
+SCORES = "selection_scores.json"   # {"settings": {setting: {"source": ..., "scores": {method: {split: Dice}}}}}
+FINISHED = re.compile(r"finished (?P<method>[\w-]+), (?P<labeled>\d+) labeled, split (?P<split>\d+) \(fold \d+\): "
+                      r"validation Dice (?P<dice>[\d.]+) %")
+
+
+def read_scores(out: Path) -> dict:
+    path = out / SCORES
+    return json.loads(path.read_text()) if path.is_file() else {"settings": {}}
+
+
+def write_scores(out: Path, settings: dict) -> None:
+    data = read_scores(out)
+    data["settings"].update(settings)
+    tmp = out / (SCORES + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    tmp.replace(out / SCORES)
+
+
+def collect(root: Path, out: Path, settings: list[str]) -> None:
+    """Each setting's validation scores from its experiment folder's validation_results.json."""
+    found = {}
+    for setting in settings:
+        folder = root / f"selection_{setting.lower()}"
+        found[setting] = {"source": f"{folder.name}/validation_results.json",
+                          "scores": method_scores(load_validation_records(folder))}
+        print(f"setting {setting}: {len(found[setting]['scores'])} method(s) from {folder / 'validation_results.json'}")
+    write_scores(out, found)
+
+
+def scores_from_log(text: str, setting: str) -> dict[str, dict[int, float]]:
+    """``{method: {split: Dice}}`` at 1 labeled scan from the "finished" lines of the log's sections
+    ``=== selection_<x>``; a later line of the same run (a resumed stage reuses it) wins."""
+    scores: dict[str, dict[int, float]] = {}
+    section = None
+    for line in text.splitlines():
+        if line.startswith("=== "):
+            section = line.split()[1]
+            continue
+        match = FINISHED.search(line)
+        if section == f"selection_{setting.lower()}" and match and match["labeled"] == "1":
+            scores.setdefault(match["method"], {})[int(match["split"])] = round(float(match["dice"]) / 100, 6)
+    return scores
+
+
+def recover_from_log(out: Path, settings: list[str]) -> None:
+    log = out / "progress.log"
+    text = log.read_text()
+    found = {}
+    for setting in settings:
+        scores = scores_from_log(text, setting)
+        if not scores:
+            raise SystemExit(f"{log}: no finished run of setting {setting} (section '=== selection_{setting.lower()}')")
+        found[setting] = {"source": f"{log.name}, the runs' 'finished' lines (Dice to 2 decimals; the run folders "
+                                    "were lost with the checkout of a session that was cut off)",
+                          "scores": scores}
+        print(f"setting {setting}: " + ", ".join(f"{m} {len(v)} split(s)" for m, v in scores.items()))
+    write_scores(out, found)
+
+
+def select(out: Path) -> dict:
+    stored = read_scores(out)["settings"]
+    scores = {setting: {method: {int(split): dice for split, dice in by_split.items()}
+                        for method, by_split in stored[setting]["scores"].items()}
+              for setting in SETTINGS if setting in stored}
     if "A" not in scores or BASELINE not in scores["A"]:
-        raise SystemExit(f"{root / 'selection_a'}: no validation scores of the baseline yet")
+        raise SystemExit(f"{out / SCORES}: no validation scores of the baseline at setting A yet")
     baseline = scores["A"][BASELINE]
     # the rule is applied to the whole grid only: every (setting, method) of the grid on all 4 splits
     grid = {"A": (BASELINE, *METHODS), "B": ("mean-teacher", "spcon-mt", "fixmatch"), "C": ("mean-teacher", "fixmatch")}
@@ -53,7 +122,8 @@ def select(root: Path) -> dict:
     for entry in ranking:
         entry["setting"] = decisions[entry["name"]]["chosen"]
     return {"rule": "benchmarks/README.md, Issue #30 (committed before the first selection run)",
-            "evaluated_on": "validation", "baseline": baseline, "settings": SETTINGS,
+            "evaluated_on": "validation", "scores_from": {s: stored[s]["source"] for s in scores},
+            "baseline": baseline, "settings": SETTINGS,
             "per_method": decisions, "ranking": ranking, "verdict_methods": [r["name"] for r in ranking[:2]],
             "best": ranking[0]["name"]}
 
@@ -175,8 +245,16 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--plan", choices=["verdict", "length"])
     parser.add_argument("--report", action="store_true")
+    parser.add_argument("--collect", nargs="+", choices=list(SETTINGS), metavar="SETTING")
+    parser.add_argument("--from-log", nargs="+", choices=list(SETTINGS), metavar="SETTING")
     args = parser.parse_args()
     schedules = Path(__file__).resolve().parent / "schedules"
+    if args.collect or args.from_log:
+        if args.collect:
+            collect(args.root, args.out, args.collect)
+        if args.from_log:
+            recover_from_log(args.out, args.from_log)
+        return
     if args.report:
         report(args.root, args.out)
         return
@@ -184,7 +262,7 @@ def main() -> None:
         selection = json.loads((args.out / "selection.json").read_text())
         print("\n".join(plan(selection, args.plan, schedules)))
         return
-    selection = select(args.root)
+    selection = select(args.out)
     (args.out / "selection.json").write_text(json.dumps(selection, indent=2) + "\n")
     text = table(selection)
     (args.out / "selection.md").write_text("# Issue #30: selection on the validation scans (1 labeled x splits 0-3)\n\n"

@@ -38,8 +38,9 @@ def nnunet_env(raw: str | os.PathLike[str] | None, preprocessed: str | os.PathLi
     Batches are made in the training process (``nnUNet_n_proc_DA=0``, nnU-Net's
     ``SingleThreadedAugmenter``): a smoke training of 12 steps otherwise starts background workers
     that prefetch 6 batches each for training and validation, half of them never used, and costs
-    1.3 to 2.5 s more (measured, 2 cores). The runs that stand for a user's (the README block, the
-    experiment, other file types) pass ``BACKGROUND_WORKERS``: our loaders in nnU-Net's workers."""
+    1.3 to 2.5 s more (measured, 2 cores). The README block's run (``test_own_dataset.py``: the
+    trainers by hand and through the experiment) passes ``BACKGROUND_WORKERS``: our loaders in
+    nnU-Net's workers, as a user runs them."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("nnUNet_") and k != "SPCL_SCHEDULE"}
     env.update({
         "nnUNet_preprocessed": str(preprocessed),

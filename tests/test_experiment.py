@@ -21,8 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from nnunet_helpers import (BACKGROUND_WORKERS, TINY_ID, TinyDataset, check, command, epochs_in, load_checkpoint, run,
-                            tail)
+from nnunet_helpers import TINY_ID, TinyDataset, check, command, epochs_in, load_checkpoint, run, tail
 from spcl_nnunet.experiment.results import mean_std_cell, percent
 
 pytestmark = pytest.mark.e2e
@@ -54,7 +53,7 @@ def checkpoints(workdir: Path) -> dict[Path, int]:
 def runs(tiny_dataset: TinyDataset, tmp_path_factory: pytest.TempPathFactory) -> dict:
     root = tmp_path_factory.mktemp("experiment")
     workdir = root / "work"
-    env = tiny_dataset.env(root / "unused_results", **BACKGROUND_WORKERS)
+    env = tiny_dataset.env(root / "unused_results")
     target = training_dir(workdir, tiny_dataset.name, "spcon", "SPConFinetuneTrainer", 0)
     latest = target / "checkpoint_latest.pth"
 

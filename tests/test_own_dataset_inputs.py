@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from nnunet_helpers import (BACKGROUND_WORKERS, check, command, fold_dir, nnunet_env, plan_and_preprocess, run,
-                            train_command)
+from nnunet_helpers import check, command, fold_dir, nnunet_env, plan_and_preprocess, run, train_command
 from own_dataset import DATASET_ID, DATASET_NAME, DIRECTION, make_plain_dataset, write_image
 from spcl_nnunet import cli
 
@@ -26,7 +25,7 @@ def test_own_dataset_with_other_file_endings(tmp_path: Path, ending: str):
     raw, unlabeled = make_plain_dataset(tmp_path, ending, labeled_subjects=3, unlabeled_subjects=1, test_subjects=1)
     results = tmp_path / "nnUNet_results"
     env = nnunet_env(tmp_path / "nnUNet_raw", tmp_path / "nnUNet_preprocessed", results, SPCL_SCHEDULE="smoke",
-                     OMP_WAIT_POLICY="PASSIVE", **BACKGROUND_WORKERS)
+                     OMP_WAIT_POLICY="PASSIVE")
     spcl = command("spcl_nnunet")
     check(run([spcl, "add-unlabeled", "-d", str(DATASET_ID), "-i", str(unlabeled)], env))
     check(run([spcl, "metalabels", "-d", str(DATASET_ID), "--patient", "^(sub-[0-9]+)", "--label",
