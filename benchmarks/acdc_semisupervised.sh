@@ -7,6 +7,7 @@
 #   bash benchmarks/acdc_semisupervised.sh verdict     # baseline + the two chosen: test scans, 1 x 8 and 2 x 4
 #   bash benchmarks/acdc_semisupervised.sh length      # baseline + the best at 400 / 1000 / 2000 iterations
 #   bash benchmarks/acdc_semisupervised.sh report      # verdict results + length table and plot into the results
+#   bash benchmarks/acdc_semisupervised.sh all         # selection, select, verdict, length, report in order
 # Working folders under quality_runs/acdc_semi (SPCL_QUALITY_DIR to move it); each stage appends to
 # benchmarks/results/acdc_semisupervised/progress.log (SPCL_RESULTS_DIR to move it). SPCL_JOBS (default 2)
 # trainings at once. Runs that take hours should use a checkout of their own, fixed at one commit, so
@@ -29,14 +30,22 @@ run_experiment() {   # workdir schedule [experiment arguments...]
     echo "=== $workdir ($(date -u +%FT%TZ))" | log
     "$spcl" experiment -d 910 --schedule "$schedule" --device cpu --jobs "$jobs" --workdir "$root/$workdir" "$@" 2>&1 | log
 }
-experiment() {       # the same, with the shared SP-Con pre-training
+pretrain() { run_experiment pretraining_home "$schedules/acdc_semi_a.json" --methods spcon --labeled 1 --splits 0 --pretrain-only; }
+experiment() {       # the same, with the shared SP-Con pre-training where a method starts from it
     local workdir=$1 schedule=$2; shift 2
-    run_experiment "$workdir" "$schedule" --pretraining-from "$root/pretraining_home/pretraining" "$@"
+    if [[ " $* " == *"-pretrained "* ]]; then
+        pretrain   # reused when finished
+        run_experiment "$workdir" "$schedule" --pretraining-from "$root/pretraining_home/pretraining" "$@"
+    else
+        run_experiment "$workdir" "$schedule" "$@"
+    fi
 }
 
 case "${1:-}" in
     pretrain)
-        run_experiment pretraining_home "$schedules/acdc_semi_a.json" --methods spcon --labeled 1 --splits 0 --pretrain-only ;;
+        pretrain ;;
+    all)   # every stage in order; run it again after an interruption
+        for stage in selection select verdict length report; do bash "$0" "$stage"; done ;;
     selection)
         sel=(--labeled 1 --splits 0 1 2 3 --evaluate validation)
         collect() { "$python" benchmarks/semisupervised_selection.py --root "$root" --out "$out" --collect "$1" | log; }
@@ -46,7 +55,7 @@ case "${1:-}" in
             --methods baseline mean-teacher spcon-mt spcon-mt-pretrained fixmatch fixmatch-pretrained; collect A; }
         stored B || { experiment selection_b "$schedules/acdc_semi_b.json" "${sel[@]}" \
             --methods mean-teacher spcon-mt fixmatch; collect B; }
-        stored C || { run_experiment selection_c "$schedules/acdc_semi_c.json" "${sel[@]}" \
+        stored C || { experiment selection_c "$schedules/acdc_semi_c.json" "${sel[@]}" \
             --methods mean-teacher fixmatch; collect C; } ;;
     select)
         "$python" benchmarks/semisupervised_selection.py --out "$out" --root "$root" | log ;;
@@ -59,5 +68,5 @@ case "${1:-}" in
             # shellcheck disable=SC2086
             experiment "$workdir" "$schedules/$schedule" $args
         done < "$root/$1.plan" ;;
-    *) echo "usage: $0 pretrain|selection|select|verdict|length|report" >&2; exit 2 ;;
+    *) echo "usage: $0 pretrain|selection|select|verdict|length|report|all" >&2; exit 2 ;;
 esac
