@@ -70,10 +70,9 @@ step adversarial-continue train -tr AdversarialTrainer --c &
 wait
 ds=$nnUNet_raw/Dataset990_SyntheticCardiac
 step predict-evaluate bash -c "nnUNetv2_predict -i $ds/imagesTs -o $work/pred -d 990 -c 2d -f 0 \
-    -tr SPConFinetuneTrainer -device $device -npp 2 -nps 2 --disable_progress_bar && python3 -c \"
-import json, sys; from pathlib import Path; from spcl_nnunet.experiment.commands import evaluate_folder
-print('mean Dice', evaluate_folder(json.load(open(sys.argv[1])), Path(sys.argv[2]), Path(sys.argv[3]))['foreground_mean'])
-\" $ds/dataset.json $ds/labelsTs $work/pred"
+    -tr SPConFinetuneTrainer -device $device -npp 2 -nps 2 --disable_progress_bar && nnUNetv2_evaluate_folder \
+    $ds/labelsTs $work/pred -djfile $work/pred/dataset.json -pfile $work/pred/plans.json -np 1 && python3 -c \
+    \"import json; print('mean Dice', json.load(open('$work/pred/summary.json'))['foreground_mean']['Dice'])\""
 grep -h "Dice" "$work/experiment/results.md" 2>/dev/null | head -3
 
 # the benchmarks (tables in their logs)

@@ -3,7 +3,10 @@ generates (own case naming, two meta-labels, label-less scans in a separate fold
 run by an e2e test. The other file types and the commands' refusals are in
 ``test_own_dataset_inputs.py``.
 
-The block runs in bash exactly as the README has it, with the substitutions a CPU test needs (listed
+The block runs line by line as the README has it (``run_block``: bash expands each line's words and
+runs every line that is not one of the venv's console scripts, such as ``eval`` and assignments; a
+console script runs in a forked copy of the test process, ``nnunet_helpers.run``, which saves a new
+interpreter's ~8 s of imports per command), with the substitutions a CPU test needs (listed
 in ``SUBSTITUTIONS`` and stated in the README): the trainers' smoke schedule without nnU-Net's final
 validation (``SPCL_SCHEDULE``: steps 4-6 are checked through their checkpoints and logs; the experiment
 validates, under its own ``--schedule smoke``), ``-device cpu`` (and nnU-Net's sequential prediction,
@@ -24,7 +27,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from nnunet_helpers import BACKGROUND_WORKERS, nnunet_env, smoke_schedule_file, tail
+from nnunet_helpers import BACKGROUND_WORKERS, VENV_BIN, nnunet_env, run, smoke_schedule_file
 from own_dataset import DATASET_NAME, DIRECTION, SPACING, make_plain_dataset
 
 REPO = Path(__file__).resolve().parents[1]
@@ -74,6 +77,41 @@ def as_run_here(block: str) -> str:
     return block
 
 
+def logical_lines(block: str) -> list[str]:
+    """The block's commands: continuation lines joined, comments and blank lines left out."""
+    lines = re.sub(r"\\\n", " ", block).splitlines()
+    return [line.strip() for line in lines if line.strip() and not line.strip().startswith("#")]
+
+
+def bash(script: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", "-c", "set -euo pipefail\n" + script], env=env, cwd=cwd, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, timeout=120)
+
+
+def run_block(block: str, env: dict[str, str], cwd: Path) -> str:
+    """Each command of ``block`` in order, as bash would run it; returns the output of all, each after
+    its ``$ line``. A line whose first word is one of the venv's console scripts has its words expanded
+    by bash (variables, quotes) and runs forked (``run``); any other line runs in bash with ``set -a``,
+    and the environment it leaves (``eval "$(spcl_nnunet env)"``, ``SPCON=...``) is what the next lines
+    get. A failing line fails the test with its output."""
+    env, log = dict(env), []
+    for line in logical_lines(block):
+        log.append(f"$ {line}\n")
+        if (VENV_BIN / line.split()[0]).is_file():
+            words = bash(f"printf '%s\\0' {line}", env, cwd)
+            assert words.returncode == 0, f"{line}: bash could not expand it: {words.stderr.decode()}"
+            args = words.stdout.decode().split("\0")[:-1]
+            proc = run([str(VENV_BIN / args[0]), *args[1:]], env, timeout=1200, cwd=cwd)
+            log.append(proc.stdout)
+        else:
+            proc = bash(f"set -a\n{{ {line}\n}} 1>&2\nenv -0", env, cwd)
+            log.append(proc.stderr.decode())
+            if proc.returncode == 0:
+                env = dict(item.split("=", 1) for item in proc.stdout.decode().split("\0") if "=" in item)
+        assert proc.returncode == 0, f"{line}: exit code {proc.returncode}\n" + "".join(log)[-12000:]
+    return "".join(log)
+
+
 def test_readme_block_is_what_the_test_runs():
     block = readme_block()
     for needed in ("spcl_nnunet add-unlabeled", "spcl_nnunet metalabels", "nnUNetv2_plan_and_preprocess",
@@ -94,12 +132,8 @@ def test_readme_own_dataset_commands(tmp_path: Path):
     schedule = smoke_schedule_file(tmp_path / "smoke_without_final_validation.json", final_validation=False)
     env = nnunet_env(tmp_path / "nnUNet_raw", pre, results, extra_trainer_dirs=[stock], SPCL_SCHEDULE=str(schedule),
                      OMP_WAIT_POLICY="PASSIVE", **BACKGROUND_WORKERS)
-    script = "set -euo pipefail\n" + as_run_here(readme_block())
-    proc = subprocess.run(["bash", "-c", script], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True, timeout=1500)
-    log = proc.stdout
+    log = run_block(as_run_here(readme_block()), env, tmp_path)
     (tmp_path / "readme_block.log").write_text(log)
-    assert proc.returncode == 0, tail(proc, 12000)
 
     # 1-2: label-less scans with placeholders of the image's geometry, listed; meta-labels
     meta = json.loads((raw / "meta_labels.json").read_text())

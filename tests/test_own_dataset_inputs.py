@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from nnunet_helpers import check, command, fold_dir, nnunet_env, plan_and_preprocess, run, train_command
+from nnunet_helpers import (check, command, fold_dir, nnunet_env, plan_and_preprocess, run, smoke_schedule_file,
+                            train_command)
 from own_dataset import DATASET_ID, DATASET_NAME, DIRECTION, make_plain_dataset, write_image
 from spcl_nnunet import cli
 
@@ -19,12 +20,14 @@ from spcl_nnunet import cli
 @pytest.mark.parametrize("ending", [".nrrd", ".mha"])
 def test_own_dataset_with_other_file_endings(tmp_path: Path, ending: str):
     """The own-dataset commands and the trainers on a dataset in another file type: nnU-Net reads
-    it through its reader/writer, the placeholders and the predictions are written in the same type
-    with the images' geometry (oblique direction, 6.5 mm slices); ``nnUNetv2_predict`` on the test
-    scans once (``.nrrd``)."""
+    it through its reader/writer, the placeholders and the predictions (``nnUNetv2_predict`` on the
+    test scans, through the reader/writer nnU-Net's final validation uses too; ``.nrrd`` only, as
+    nnU-Net reads and writes both types with ``SimpleITKIO``) are written in the same type with the
+    images' geometry (oblique direction, 6.5 mm slices)."""
     raw, unlabeled = make_plain_dataset(tmp_path, ending, labeled_subjects=3, unlabeled_subjects=1, test_subjects=1)
     results = tmp_path / "nnUNet_results"
-    env = nnunet_env(tmp_path / "nnUNet_raw", tmp_path / "nnUNet_preprocessed", results, SPCL_SCHEDULE="smoke",
+    schedule = smoke_schedule_file(tmp_path / "smoke_without_final_validation.json", final_validation=False)
+    env = nnunet_env(tmp_path / "nnUNet_raw", tmp_path / "nnUNet_preprocessed", results, SPCL_SCHEDULE=str(schedule),
                      OMP_WAIT_POLICY="PASSIVE")
     spcl = command("spcl_nnunet")
     check(run([spcl, "add-unlabeled", "-d", str(DATASET_ID), "-i", str(unlabeled)], env))
@@ -34,24 +37,25 @@ def test_own_dataset_with_other_file_endings(tmp_path: Path, ending: str):
     plan_and_preprocess(DATASET_ID, env)
     check(run([spcl, "folds", "-d", str(DATASET_ID), "--nfolds", "3"], env))
     check(run([spcl, "prepare", "-d", str(DATASET_ID)], env))
-    # training reads nnU-Net's preprocessed arrays whatever the raw file type: one trainer (SP-Con + Mean
-    # Teacher: meta-labels and label-less cases) is enough to reach the final validation's export
-    check(run(train_command(DATASET_ID, 0, "SPConMeanTeacherTrainer"), env))
-    validation = fold_dir(results, DATASET_NAME, "SPConMeanTeacherTrainer") / "validation"
-    val_cases = json.loads((raw / "splits_final.json").read_text())[0]["val"]
-    assert sorted(p.name for p in validation.glob(f"*{ending}")) == sorted(f"{c}{ending}" for c in val_cases)
-    for case in val_cases:
-        predicted = sitk.ReadImage(str(validation / f"{case}{ending}"))
-        reference = sitk.ReadImage(str(raw / "labelsTr" / f"{case}{ending}"))
-        assert predicted.GetSize() == reference.GetSize()
-        assert np.allclose(predicted.GetSpacing(), reference.GetSpacing(), atol=1e-4)
-        assert np.allclose(predicted.GetDirection(), DIRECTION, atol=1e-6)
-    if ending != ".nrrd":   # nnUNetv2_predict reads and writes through the reader/writer the validation used
+    assert sorted(json.loads((tmp_path / "nnUNet_preprocessed" / DATASET_NAME / "meta_labels.json").read_text())
+                  ["unlabeled"]) == ["sub-05_ED", "sub-05_ES"]
+    if ending != ".nrrd":   # .mha and .nrrd are both SimpleITKIO: training and prediction once are enough
         return
+    # training reads nnU-Net's preprocessed arrays whatever the raw file type: one trainer (SP-Con + Mean
+    # Teacher: meta-labels and label-less cases) is enough to reach a model that predicts
+    check(run(train_command(DATASET_ID, 0, "SPConMeanTeacherTrainer"), env))
+    assert (fold_dir(results, DATASET_NAME, "SPConMeanTeacherTrainer") / "checkpoint_final.pth").is_file()
     check(run([command("nnUNetv2_predict"), "-i", str(raw / "imagesTs"), "-o", str(tmp_path / "pred"), "-d",
                str(DATASET_ID), "-c", "2d", "-f", "0", "-tr", "SPConMeanTeacherTrainer", "-device", "cpu",
                "-npp", "0", "-nps", "0"], env))
-    assert sorted(p.name for p in (tmp_path / "pred").glob(f"*{ending}")) == [f"sub-04_ED{ending}", f"sub-04_ES{ending}"]
+    cases = ["sub-04_ED", "sub-04_ES"]
+    assert sorted(p.name for p in (tmp_path / "pred").glob(f"*{ending}")) == [f"{c}{ending}" for c in cases]
+    for case in cases:
+        predicted = sitk.ReadImage(str(tmp_path / "pred" / f"{case}{ending}"))
+        image = sitk.ReadImage(str(raw / "imagesTs" / f"{case}_0000{ending}"))
+        assert predicted.GetSize() == image.GetSize()
+        assert np.allclose(predicted.GetSpacing(), image.GetSpacing(), atol=1e-4)
+        assert np.allclose(predicted.GetDirection(), DIRECTION, atol=1e-6)
 
 
 # ------------------------------------------------------------------------------------------ refusals

@@ -1,9 +1,11 @@
 """nnU-Net's own commands as subprocesses of an experiment, and nnU-Net's evaluation.
 
 Each step is a subprocess of nnU-Net's CLI (``nnUNetv2_plan_and_preprocess``, ``nnUNetv2_train``,
-``nnUNetv2_predict``), its output appended to a log file, so that every result lands in
-nnU-Net's usual folders; evaluation is nnU-Net's ``compute_metrics_on_folder`` (3D Dice per class
-on whole scans).
+``nnUNetv2_predict``, ``nnUNetv2_evaluate_folder``), its output appended to a log file, so that
+every result lands in nnU-Net's usual folders; evaluation is nnU-Net's (3D Dice per class on whole
+scans). The evaluation runs as a command too: nnU-Net's ``compute_metrics_on_folder`` scores in a
+``multiprocessing`` pool, and a pool whose worker is killed (Ctrl-C or a kill of the experiment's
+process group reaches workers the experiment started itself) waits for its result forever.
 
 Every command starts in its own session, so its process group holds it and the processes it
 starts (nnU-Net's data-augmentation workers): stopping a command signals that group
@@ -206,13 +208,9 @@ def foreground_labels(dataset_json: dict) -> dict[int, str]:
     return {int(v): k for k, v in dataset_json["labels"].items() if int(v) != 0}
 
 
-def evaluate_folder(dataset_json: dict, labels_folder: Path, predictions: Path) -> dict:
-    """nnU-Net's ``compute_metrics_on_folder`` (per case and class, their means) of every case of
+def evaluate_command(labels_folder: Path, predictions: Path) -> list[str]:
+    """``nnUNetv2_evaluate_folder`` of ``predictions`` (an ``nnUNetv2_predict`` output folder: its
+    ``dataset.json`` and ``plans.json`` name the labels and the reader) against every case of
     ``labels_folder`` (each must be predicted); writes ``predictions/summary.json``."""
-    from nnunetv2.evaluation.evaluate_predictions import compute_metrics_on_folder
-    from nnunetv2.imageio.simpleitk_reader_writer import SimpleITKIO
-
-    labels = sorted(foreground_labels(dataset_json))
-    return compute_metrics_on_folder(str(labels_folder), str(predictions), str(predictions / "summary.json"),
-                                     SimpleITKIO(), dataset_json["file_ending"], labels, None, num_processes=1,
-                                     chill=False)
+    return ["nnUNetv2_evaluate_folder", str(labels_folder), str(predictions), "-djfile",
+            str(predictions / "dataset.json"), "-pfile", str(predictions / "plans.json"), "-np", "1"]

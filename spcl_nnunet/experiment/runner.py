@@ -41,7 +41,7 @@ from typing import Any, TextIO
 
 from spcl_nnunet.data.sidecars import SIDECAR_FILES, install_sidecars
 from spcl_nnunet.data.splits import FoldSpec
-from spcl_nnunet.experiment.commands import (bind_thread, core_shares, cpu_share_environment, evaluate_folder,
+from spcl_nnunet.experiment.commands import (bind_thread, core_shares, cpu_share_environment, evaluate_command,
                                              nnunet_environment, predict_command, run_command,
                                              terminate_running_commands, train_command, validates_after_training)
 from spcl_nnunet.experiment.files import (checkpoint_stamp, link_test_set, pretraining_results, replace_folder,
@@ -234,7 +234,8 @@ class Runner:
             shutil.rmtree(tmp)
         run_command(predict_command(self.workdir / "test_set" / "imagesTs", tmp, self.config.dataset_id, spec.fold,
                                     method.trainer, self.plan.device), self.env_for(folder), folder / "predict.log")
-        evaluate_folder(self.plan.dataset_json, self.workdir / "test_set" / "labelsTs", tmp)
+        run_command(evaluate_command(self.workdir / "test_set" / "labelsTs", tmp), self.env_for(folder),
+                    folder / "predict.log")
         summary = json.loads((tmp / "summary.json").read_text())
         record = run_record(self.plan, method, spec, stamp, pretrained, summary, target, target / "summary.json",
                             sorted(self.plan.table.test))
