@@ -13,7 +13,10 @@ validates, under its own ``--schedule smoke``), ``-device cpu`` (and nnU-Net's s
 ``-npp 0 -nps 0``), one preprocessing process (``-np 1 -npfp 1``), a 10-iteration subclass of nnU-Net's
 stock ``nnUNetTrainer`` for the 1000-epoch original (``STOCK_SHORT``: nothing but its length changed,
 like nnU-Net's own ``nnUNetTrainer_1epoch``, and its final validation skipped), and
-``--schedule smoke --folds 0 1`` on the experiment.
+``--schedule smoke --folds 0`` on the experiment (one fold: every fold of a cross-validation runs
+the same steps, and each fold's own pre-training and the pairing over folds are tested without
+training, ``test_crossval.py`` and ``test_experiment_units.py``; the pairing of trained runs over splits in
+``test_experiment.py``).
 """
 
 from __future__ import annotations
@@ -57,7 +60,7 @@ SUBSTITUTIONS = (   # (pattern, replacement, why)
     (r"^(nnUNetv2_train .*)$", r"\1 -device cpu", "this machine has no GPU"),
     (r"^(nnUNetv2_predict .*)$", r"\1 -device cpu -npp 0 -nps 0", "no GPU; nnU-Net's sequential prediction"),
     (r"-tr nnUNetTrainer ", f"-tr {STOCK_SHORT} ", "nnU-Net's stock trainer at a test's length, no final validation"),
-    (r"^(spcl_nnunet experiment .*)$", r"\1 --schedule smoke --folds 0 1", "a smoke-sized verdict on two folds"),
+    (r"^(spcl_nnunet experiment .*)$", r"\1 --schedule smoke --folds 0", "a smoke-sized verdict on one fold"),
 )
 
 
@@ -186,14 +189,13 @@ def test_readme_own_dataset_commands(tmp_path: Path):
     verdict = json.loads((tmp_path / "heart_experiment" / "validation_results.json").read_text())
     assert verdict["folds"] == "cross_validation" and verdict["evaluated_on"] == "validation"
     runs = {(r["method"], r["fold"]) for r in verdict["runs"]}
-    assert runs == {(m, f) for m in ("nnunet", "spcon-nnunet") for f in (0, 1)}
+    assert runs == {(m, f) for m in ("nnunet", "spcon-nnunet") for f in (0,)}
     for record in verdict["runs"]:
         assert record["validation_cases"] == sorted(splits[record["fold"]]["val"])
     against_nnunet = {c["method"]: c for c in verdict["paired_comparison"] if c["against"] == "nnunet"}
     assert set(against_nnunet) == {"spcon-nnunet"}
-    assert all(c["n"] == 2 and c["splits"] == [0, 1] for c in against_nnunet.values())
+    assert all(c["n"] == 1 and c["splits"] == [0] for c in against_nnunet.values())
     assert "one pre-training per fold" in verdict["pretraining"]
     pretrainings = tmp_path / "heart_experiment" / "pretraining" / "SPConPretrainTrainer" / DATASET_NAME
-    assert sorted(p.name for p in (pretrainings / "SPConPretrainTrainer__nnUNetPlans__2d").glob("fold_*")) == \
-        ["fold_0", "fold_1"]
+    assert sorted(p.name for p in (pretrainings / "SPConPretrainTrainer__nnUNetPlans__2d").glob("fold_*")) == ["fold_0"]
     assert "Folds: 5-fold cross-validation" in (tmp_path / "heart_experiment" / "validation_results.md").read_text()
