@@ -1,7 +1,8 @@
 """``spcl_nnunet experiment`` end to end on the tiny dataset, through nnU-Net's own commands.
 
-One experiment (smoke schedule, baseline + spcon, folds 0 and 1 = 1 and 2 labeled scans, two
-jobs at once) is stopped (SIGTERM, as ``kill`` sends it: the experiment stops its nnU-Net
+One experiment (the smoke schedule without nnU-Net's final validation, which the README test's
+cross-validation experiment covers, lost and redone included; baseline + spcon, folds 0 and 1 = 1 and 2
+labeled scans, two jobs at once) is stopped (SIGTERM, as ``kill`` sends it: the experiment stops its nnU-Net
 commands, each in its own session) once the SP-Con fine-tuning of fold 0 has written its first
 ``checkpoint_latest.pth``, then run again to completion, then a third time, which must train
 nothing. Errors that must come before anything runs are checked through the
@@ -21,7 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from nnunet_helpers import TINY_ID, TinyDataset, check, command, epochs_in, load_checkpoint, run, tail
+from nnunet_helpers import (TINY_ID, TinyDataset, check, command, epochs_in, load_checkpoint, run,
+                            smoke_schedule_file, tail)
 from spcl_nnunet.experiment.results import mean_std_cell, percent
 
 pytestmark = pytest.mark.e2e
@@ -29,6 +31,7 @@ pytestmark = pytest.mark.e2e
 METHODS = ("baseline", "spcon")
 ARGS = ["--methods", *METHODS, "--labeled", "1", "2", "--splits", "0", "--schedule", "smoke", "--device", "cpu"]
 EPOCHS = 4          # smoke schedule
+SCHEDULE = "smoke_without_final_validation"
 
 
 def experiment(workdir: Path, *args: str) -> list[str]:
@@ -56,6 +59,8 @@ def runs(tiny_dataset: TinyDataset, tmp_path_factory: pytest.TempPathFactory) ->
     env = tiny_dataset.env(root / "unused_results")
     target = training_dir(workdir, tiny_dataset.name, "spcon", "SPConFinetuneTrainer", 0)
     latest = target / "checkpoint_latest.pth"
+    schedule = smoke_schedule_file(root / f"{SCHEDULE}.json", final_validation=False)
+    args = [a if a != "smoke" else str(schedule) for a in ARGS]
 
     # 1. start, stop the experiment once both things the tests below need hold at the same time: the
     # SP-Con fine-tuning of fold 0 has a checkpoint_latest.pth (it is unfinished: nnU-Net deletes that file
@@ -66,7 +71,7 @@ def runs(tiny_dataset: TinyDataset, tmp_path_factory: pytest.TempPathFactory) ->
     baseline_records = [workdir / "runs" / "baseline" / f"fold_{f}" / "test_predictions" / "run.json" for f in (0, 1)]
     first_log = root / "first_run.txt"
     with open(first_log, "w") as sink:
-        proc = subprocess.Popen(experiment(workdir, *ARGS, "--jobs", "2"), env=env, stdout=sink,
+        proc = subprocess.Popen(experiment(workdir, *args, "--jobs", "2"), env=env, stdout=sink,
                                 stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.time() + 600
         try:
@@ -89,24 +94,16 @@ def runs(tiny_dataset: TinyDataset, tmp_path_factory: pytest.TempPathFactory) ->
     if killed["latest_exists"]:
         saved = load_checkpoint(latest)
         killed.update(epoch=saved["current_epoch"], schedule=saved["spcl_schedule"])
-    # a finished baseline run (waited for above) loses nnU-Net's final validation: the next run must only
-    # redo that validation (--val) and keep the checkpoint and the prediction
-    done = [f for f, record in zip((0, 1), baseline_records) if record.is_file()]
-    assert done, first_log.read_text()[-4000:]
-    validated = training_dir(workdir, tiny_dataset.name, "baseline", "SPConBaselineTrainer", done[0])
-    (validated / "validation" / "summary.json").unlink()
-    validate = {"dir": validated, "mtime": (validated / "checkpoint_final.pth").stat().st_mtime_ns}
-
     # 2. the same command again: resumes and finishes
-    second = check(run(experiment(workdir, *ARGS, "--jobs", "2"), env, timeout=900))
+    second = check(run(experiment(workdir, *args, "--jobs", "2"), env, timeout=900))
     after_second = {"results": {n: (workdir / n).read_bytes() for n in ("results.json", "results.csv", "results.md")},
                     "checkpoints": checkpoints(workdir), "train": command_lines(workdir, "nnUNetv2_train"),
                     "predict": command_lines(workdir, "nnUNetv2_predict")}
 
     # 3. and once more: nothing to train or predict
-    third = check(run(experiment(workdir, *ARGS), env, timeout=300))
+    third = check(run(experiment(workdir, *args), env, timeout=300))
     return {"workdir": workdir, "env": env, "target": target, "killed": killed, "first": first_log.read_text(),
-            "validate": validate,
+            "args": args,
             "second": second.stdout, "third": third.stdout, "after_second": after_second, "name": tiny_dataset.name,
             "raw": tiny_dataset.raw_dataset}
 
@@ -116,7 +113,7 @@ def test_killed_training_resumes_from_its_checkpoint(runs: dict) -> None:
     assert killed["latest_exists"] and not killed["final_exists"], runs["first"][-4000:]
     assert killed["exit"] == 128 + signal.SIGTERM and "interrupted: run the same command again" in runs["first"]
     assert 1 <= killed["epoch"] < EPOCHS
-    assert killed["schedule"]["name"] == "smoke" and killed["schedule"]["overrides"]["checkpoint_every"] == 1
+    assert killed["schedule"]["name"] == SCHEDULE and killed["schedule"]["overrides"]["checkpoint_every"] == 1
     assert re.search(r"resuming with --c .*SPConFinetuneTrainer__nnUNetPlans__2d/fold_0", runs["second"]), \
         runs["second"][-4000:]
     # nnU-Net's own training logs: the resumed run starts at the saved epoch and goes to the end
@@ -132,18 +129,6 @@ def test_killed_training_resumes_from_its_checkpoint(runs: dict) -> None:
     assert len(commands) == 2, commands
     assert "-pretrained_weights" in commands[0] and "--c" not in commands[0].split()
     assert commands[1].split()[-1] == "--c" and "-pretrained_weights" not in commands[1]
-
-
-def test_lost_final_validation_is_redone_alone(runs: dict) -> None:
-    folder = runs["validate"]["dir"]
-    assert (folder / "validation" / "summary.json").is_file()
-    assert (folder / "checkpoint_final.pth").stat().st_mtime_ns == runs["validate"]["mtime"]
-    run_folder = folder.parents[2]
-    commands = [c for c in (run_folder / "train.log").read_text().splitlines() if c.startswith("$ nnUNetv2_train")]
-    assert len(commands) == 2 and commands[1].split()[-1] == "--val", commands
-    predictions = [c for c in (run_folder / "predict.log").read_text().splitlines()
-                   if c.startswith("$ nnUNetv2_predict")]
-    assert len(predictions) == 1                                # same checkpoint: the prediction is reused
 
 
 def test_pretraining_is_shared_and_trained_once(runs: dict) -> None:
@@ -173,7 +158,7 @@ def test_third_run_trains_nothing(runs: dict) -> None:
 def test_results_json_equals_nnunet_summaries(runs: dict) -> None:
     workdir = runs["workdir"]
     data = json.loads((workdir / "results.json").read_text())
-    assert data["dataset"] == runs["name"] and data["schedule"] == "smoke"
+    assert data["dataset"] == runs["name"] and data["schedule"] == SCHEDULE
     records = data["runs"]
     assert sorted((r["method"], r["num_labeled"], r["split"], r["fold"]) for r in records) == \
         sorted((m, n, 0, f) for m in METHODS for n, f in ((1, 0), (2, 1)))
@@ -240,10 +225,10 @@ def test_progress_lines(runs: dict) -> None:
 
 def test_another_schedule_in_the_same_workdir_is_refused(runs: dict) -> None:
     before = command_lines(runs["workdir"], "nnUNetv2_train")
-    args = [a if a != "smoke" else "demo" for a in ARGS]
+    args = [a if a != runs["args"][ARGS.index("smoke")] else "demo" for a in runs["args"]]
     proc = run(experiment(runs["workdir"], *args), runs["env"], timeout=120)
     assert proc.returncode == 2, tail(proc)
-    assert "schedule 'smoke', not 'demo'" in proc.stdout and "--workdir" in proc.stdout, tail(proc)
+    assert f"schedule '{SCHEDULE}', not 'demo'" in proc.stdout and "--workdir" in proc.stdout, tail(proc)
     assert command_lines(runs["workdir"], "nnUNetv2_train") == before
 
 

@@ -91,9 +91,9 @@ def bash(script: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedPro
                           stderr=subprocess.PIPE, timeout=120)
 
 
-def run_block(block: str, env: dict[str, str], cwd: Path) -> str:
+def run_block(block: str, env: dict[str, str], cwd: Path) -> tuple[str, dict[str, str]]:
     """Each command of ``block`` in order, as bash would run it; returns the output of all, each after
-    its ``$ line``. A line whose first word is one of the venv's console scripts has its words expanded
+    its ``$ line``, and the environment the block leaves. A line whose first word is one of the venv's console scripts has its words expanded
     by bash (variables, quotes) and runs forked (``run``); any other line runs in bash with ``set -a``,
     and the environment it leaves (``eval "$(spcl_nnunet env)"``, ``SPCON=...``) is what the next lines
     get. A failing line fails the test with its output."""
@@ -112,7 +112,7 @@ def run_block(block: str, env: dict[str, str], cwd: Path) -> str:
             if proc.returncode == 0:
                 env = dict(item.split("=", 1) for item in proc.stdout.decode().split("\0") if "=" in item)
         assert proc.returncode == 0, f"{line}: exit code {proc.returncode}\n" + "".join(log)[-12000:]
-    return "".join(log)
+    return "".join(log), env
 
 
 def test_readme_block_is_what_the_test_runs():
@@ -135,7 +135,8 @@ def test_readme_own_dataset_commands(tmp_path: Path):
     schedule = smoke_schedule_file(tmp_path / "smoke_without_final_validation.json", final_validation=False)
     env = nnunet_env(tmp_path / "nnUNet_raw", pre, results, extra_trainer_dirs=[stock], SPCL_SCHEDULE=str(schedule),
                      OMP_WAIT_POLICY="PASSIVE", **BACKGROUND_WORKERS)
-    log = run_block(as_run_here(readme_block()), env, tmp_path)
+    block = as_run_here(readme_block())
+    log, env = run_block(block, env, tmp_path)
     (tmp_path / "readme_block.log").write_text(log)
 
     # 1-2: label-less scans with placeholders of the image's geometry, listed; meta-labels
@@ -199,3 +200,17 @@ def test_readme_own_dataset_commands(tmp_path: Path):
     pretrainings = tmp_path / "heart_experiment" / "pretraining" / "SPConPretrainTrainer" / DATASET_NAME
     assert sorted(p.name for p in (pretrainings / "SPConPretrainTrainer__nnUNetPlans__2d").glob("fold_*")) == ["fold_0"]
     assert "Folds: 5-fold cross-validation" in (tmp_path / "heart_experiment" / "validation_results.md").read_text()
+
+    # a fold's nnU-Net final validation lost (a crash after the checkpoint): the same experiment command
+    # again redoes that validation alone (nnUNetv2_train --val) and keeps the checkpoint
+    run_dir = tmp_path / "heart_experiment" / "runs" / "nnunet" / "fold_0"
+    trained = run_dir / DATASET_NAME / "SPConBaselineTrainer_nnUNetRecipe__nnUNetPlans__2d" / "fold_0"
+    stamp = (trained / "checkpoint_final.pth").stat().st_mtime_ns
+    (trained / "validation" / "summary.json").unlink()
+    again, _ = run_block(next(line for line in logical_lines(block) if line.startswith("spcl_nnunet experiment")),
+                         env, tmp_path)
+    assert (trained / "validation" / "summary.json").is_file()
+    assert (trained / "checkpoint_final.pth").stat().st_mtime_ns == stamp
+    commands = [c for c in (run_dir / "train.log").read_text().splitlines() if c.startswith("$ nnUNetv2_train")]
+    assert len(commands) == 2 and commands[1].split()[-1] == "--val", commands
+    assert "nnUNetv2_train ran 1 time(s)" in again, again[-3000:]
