@@ -168,6 +168,10 @@ def test_results_json_equals_nnunet_summaries(runs: dict) -> None:
         summary_path = Path(r["summary"])
         assert summary_path.parent == workdir / "runs" / r["method"] / f"fold_{r['fold']}" / "test_predictions"
         summary = json.loads(summary_path.read_text())
+        # scored by nnU-Net's evaluation as a command in its own session (in the experiment's process, its
+        # worker pool waited forever when a kill of the experiment's process group took its worker)
+        log = (summary_path.parents[1] / "predict.log").read_text()
+        assert "$ nnUNetv2_evaluate_folder " in log and "dataset.json -pfile" in log, log[-2000:]
         assert r["mean_dice"] == summary["foreground_mean"]["Dice"]
         assert set(r["dice"]) == set(labels) and len(summary["mean"]) == 3
         for name, value in labels.items():
