@@ -65,6 +65,10 @@ case "${1:-}" in
         [ -f "$out/selection.json" ] || { echo "run the selection and 'select' first" >&2; exit 2; }
         "$python" benchmarks/semisupervised_selection.py --root "$root" --out "$out" --plan "$1" > "$root/$1.plan"
         while read -r workdir schedule args; do
+            if [ "$workdir" = share ]; then   # "share FROM TO": the baseline's finished runs of FROM reused in TO
+                "$python" benchmarks/semisupervised_selection.py --root "$root" --out "$out" --share-baseline "$schedule" "$args" | log
+                continue
+            fi
             # shellcheck disable=SC2086
             experiment "$workdir" "$schedules/$schedule" $args
         done < "$root/$1.plan" ;;

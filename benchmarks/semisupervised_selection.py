@@ -11,7 +11,10 @@ the later stages. See benchmarks/README.md, "Issue #30".
         -> the same from the "finished ..." lines of --out/progress.log (Dice to 2 decimals), for
            settings whose run folders are gone
     ... --plan verdict | length
-        -> one line per experiment to run: workdir, schedule file name, experiment arguments
+        -> one line per experiment to run: workdir, schedule file name, experiment arguments; or
+           "share FROM TO" (the verdict's second setting reuses the first one's baseline runs)
+    ... --share-baseline FROM TO
+        -> the baseline's finished trainings of verdict folder FROM copied into TO
     ... --report
         -> the verdict's results.json / results.md (per chosen setting) copied into --out, and the length
            study's paired differences (length.json, length.md, length.png)
@@ -149,7 +152,9 @@ def plan(selection: dict, stage: str, schedules: Path) -> list[str]:
         for entry in selection["ranking"][:2]:
             by_setting.setdefault(entry["setting"], []).append(entry["name"])
         lines = []
-        for setting, methods in by_setting.items():
+        for number, (setting, methods) in enumerate(by_setting.items()):
+            if number:   # the baseline's finished runs of the first setting's folder, reused here
+                lines.append(f"share verdict_{next(iter(by_setting)).lower()} verdict_{setting.lower()}")
             for labeled, splits in ((1, "0 1 2 3 4 5 6 7"), (2, "0 1 2 3")):
                 lines.append(f"verdict_{setting.lower()} {SETTINGS[setting]} --methods {BASELINE} {' '.join(methods)} "
                              f"--labeled {labeled} --splits {splits} --evaluate test")
@@ -169,6 +174,29 @@ def plan(selection: dict, stage: str, schedules: Path) -> list[str]:
         lines.append(f"length_{iterations} {path.name} --methods {BASELINE} {best['name']} --labeled 1 "
                      f"--splits 0 1 2 3 --evaluate test")
     return lines
+
+
+def share_baseline(source: Path, target: Path) -> list[str]:
+    """Copy the baseline's finished trainings (``runs/baseline/fold_F``: checkpoint_final.pth and
+    nnU-Net's final validation; not the test predictions, which the target's experiment makes from
+    its own copy) from one verdict folder into another that has none of that fold yet. The baseline
+    trainer reads only a schedule's ``finetune`` section, which settings A, B and C share, so its
+    runs are the same runs under any of them. Returns the folds copied."""
+    copied = []
+    for run in sorted((source / "runs" / BASELINE).glob("fold_*")):
+        trainings = list(run.glob("Dataset*/*__nnUNetPlans__2d/fold_*"))
+        finished = [t for t in trainings if (t / "checkpoint_final.pth").is_file()
+                    and (t / "validation" / "summary.json").is_file()]
+        destination = target / "runs" / BASELINE / run.name
+        if len(finished) != 1 or destination.exists():
+            continue
+        tmp = destination.parent / f".{run.name}.tmp"
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        shutil.copytree(run, tmp, ignore=shutil.ignore_patterns("test_predictions", ".test_predictions.tmp"))
+        tmp.rename(destination)
+        copied.append(run.name)
+    return copied
 
 
 def test_records(folder: Path) -> list[dict]:
@@ -247,6 +275,8 @@ def main() -> None:
     parser.add_argument("--report", action="store_true")
     parser.add_argument("--collect", nargs="+", choices=list(SETTINGS), metavar="SETTING")
     parser.add_argument("--from-log", nargs="+", choices=list(SETTINGS), metavar="SETTING")
+    parser.add_argument("--share-baseline", nargs=2, metavar=("FROM", "TO"),
+                        help="verdict folders under --root: the baseline's finished trainings of FROM copied into TO")
     args = parser.parse_args()
     schedules = Path(__file__).resolve().parent / "schedules"
     if args.collect or args.from_log:
@@ -254,6 +284,11 @@ def main() -> None:
             collect(args.root, args.out, args.collect)
         if args.from_log:
             recover_from_log(args.out, args.from_log)
+        return
+    if args.share_baseline:
+        source, target = (args.root / name for name in args.share_baseline)
+        copied = share_baseline(source, target)
+        print(f"baseline trainings of {source} reused in {target}: {', '.join(copied) or 'none new'}")
         return
     if args.report:
         report(args.root, args.out)
