@@ -15,6 +15,12 @@ the later stages. See benchmarks/README.md, "Issue #30".
            "share FROM TO" (the verdict's second setting reuses the first one's baseline runs)
     ... --share-baseline FROM TO
         -> the baseline's finished trainings of verdict folder FROM copied into TO
+    ... --plan arms          (only if the gain at 2,000 iterations is below the gain at 400)
+        -> L0 (the length-2000 runs scored on their validation scans) and the arms L1-L4 that apply
+    ... --choose-arm
+        -> the committed rule over L0 and the arms (validation scans): arms.json, arms.md
+    ... --plan fix           (only if an arm beat L0)
+        -> the best method with the chosen arm's change at 400 and 2,000 iterations, test scans
     ... --report
         -> the verdict's results.json / results.md (per chosen setting) copied into --out, and the length
            study's paired differences (length.json, length.md, length.png)
@@ -26,6 +32,7 @@ import argparse
 import json
 import re
 import shutil
+import sys
 from pathlib import Path
 
 from spcl_nnunet.experiment.results import paired_difference
@@ -160,19 +167,164 @@ def plan(selection: dict, stage: str, schedules: Path) -> list[str]:
                              f"--labeled {labeled} --splits {splits} --evaluate test")
         return lines
     best = selection["ranking"][0]
-    base = json.loads((schedules / SETTINGS[best["setting"]]).read_text())
     lines = []
-    for iterations, epochs in LENGTHS.items():
-        name = f"acdc_semi_{best['setting'].lower()}_len{iterations}"
-        schedule = {**base, "name": name,
-                    "description": f"issue #30 length study: setting {best['setting']} at {iterations} fine-tuning "
-                                   f"iterations ({epochs} epochs of 20 at batch 8)",
-                    "finetune": {**base["finetune"], "num_epochs_default": epochs}}
-        path = schedules / f"{name}.json"
-        if not path.is_file():
-            path.write_text(json.dumps(schedule, indent=2) + "\n")
-        lines.append(f"length_{iterations} {path.name} --methods {BASELINE} {best['name']} --labeled 1 "
-                     f"--splits 0 1 2 3 --evaluate test")
+    for iterations in LENGTHS:
+        name = length_schedule(schedules, best["setting"], iterations)
+        lines.append(f"length_{iterations} {name} --methods {BASELINE} {best['name']} {ONE_LABELED} --evaluate test")
+    return lines
+
+
+ONE_LABELED = "--labeled 1 --splits " + " ".join(map(str, SPLITS))
+
+
+def write_schedule(schedules: Path, name: str, description: str, base: dict, finetune: dict | None = None,
+                   semisupervised: dict | None = None) -> str:
+    """``base`` with some values of its sections changed, as ``schedules/<name>.json`` (kept if it
+    exists: a resumed stage reads the same schedule); returns the file name."""
+    schedule = {**base, "name": name, "description": description,
+                "finetune": {**base["finetune"], **(finetune or {})},
+                "semisupervised": {**base["semisupervised"], **(semisupervised or {})}}
+    path = schedules / f"{name}.json"
+    if not path.is_file():
+        path.write_text(json.dumps(schedule, indent=2) + "\n")
+    return path.name
+
+
+def length_schedule(schedules: Path, setting: str, iterations: int) -> str:
+    epochs = LENGTHS[iterations]
+    base = json.loads((schedules / SETTINGS[setting]).read_text())
+    return write_schedule(schedules, f"acdc_semi_{setting.lower()}_len{iterations}",
+                          f"issue #30 length study: setting {setting} at {iterations} fine-tuning iterations "
+                          f"({epochs} epochs of 20 at batch 8)", base, finetune={"num_epochs_default": epochs})
+
+
+# ------------------------------------------------------------------------------------- length arms
+# benchmarks/README.md, "Length arms": each arm changes one value of the best method's length-2000
+# schedule (L0); they run only if the gain at 2,000 iterations is below the gain at 400
+ARM_HYPOTHESES = {
+    "L1": "the unlabeled term at full weight for most of a long run pulls against a supervised signal that keeps improving",
+    "L2": "at length, the unlabeled term outweighs one labeled scan",
+    "L3": "the teacher follows the student too closely in a long run",
+    "L4": "the unlabeled batch's share of each step's gradient is too large",
+}
+ARM_DECAY = 0.998              # L3's EMA decay; dropped where the setting's decay is at least this
+UNLABELED_WEIGHT_KEYS = ("unlabeled_weight", "consistency_weight")   # FixMatch-style; Mean Teacher family
+
+
+def arm_changes(method: str, schedule: dict) -> dict[str, dict[str, object] | None]:
+    """``{arm: {semisupervised key: value}}`` for L1-L4 on ``method`` under the length-2000
+    ``schedule`` (None: the arm does not apply, see ``arm_skipped``). A value the schedule does not
+    set is read from the method's trainer class (its default)."""
+    from spcl_nnunet.experiment.methods import METHODS as REGISTRY, trainer_class
+
+    trainer = trainer_class(REGISTRY[method].trainer)
+    semi = schedule["semisupervised"]
+
+    def value(key: str):
+        return semi[key] if key in semi else getattr(trainer, key)
+
+    weight_key = next(k for k in UNLABELED_WEIGHT_KEYS if hasattr(trainer, k))
+    batch_key = "unlabeled_batch_size" if hasattr(trainer, "unlabeled_batch_size") else "num_scans_per_batch"
+    epochs = schedule["finetune"]["num_epochs_default"]
+    return {
+        # the same share of the training as 3 of 20 epochs
+        "L1": {"rampup_epochs": round(value("rampup_epochs") * epochs / 20)},
+        "L2": {weight_key: value(weight_key) / 2},
+        "L3": {"ema_decay": ARM_DECAY} if value("ema_decay") < ARM_DECAY else None,
+        "L4": {batch_key: value(batch_key) // 2},
+    }
+
+
+def arm_skipped(method: str, schedule: dict) -> dict[str, str]:
+    return {arm: f"ema_decay is already {schedule['semisupervised'].get('ema_decay')} >= {ARM_DECAY}: a longer "
+                 "EMA horizon than the arm's" for arm, change in arm_changes(method, schedule).items() if change is None}
+
+
+def gain_shrinks(rows: list[dict]) -> bool:
+    by = {row["iterations"]: row["mean_difference"] for row in rows}
+    if 400 not in by or max(LENGTHS) not in by:
+        raise SystemExit(f"the length study has no paired difference at 400 and {max(LENGTHS)} iterations yet "
+                         "(run 'acdc_semisupervised.sh length' and 'report')")
+    return by[max(LENGTHS)] < by[400]
+
+
+def arms_plan(root: Path, selection: dict, schedules: Path) -> list[str]:
+    """L0 (the length-2000 runs, scored on their validation scans, with the baseline's) and the
+    arms that apply, each in its own folder; nothing when the gain does not shrink."""
+    best = selection["ranking"][0]
+    if not gain_shrinks(length_study(root, selection)):
+        return []
+    reference = length_schedule(schedules, best["setting"], max(LENGTHS))
+    base = json.loads((schedules / reference).read_text())
+    lines = [f"length_{max(LENGTHS)} {reference} --methods {BASELINE} {best['name']} {ONE_LABELED} --evaluate validation"]
+    for arm, change in arm_changes(best["name"], base).items():
+        if change is None:
+            continue
+        changed = ", ".join(f"{k} {v}" for k, v in change.items())
+        name = write_schedule(schedules, f"{reference[:-len('.json')]}_{arm.lower()}",
+                              f"issue #30 length arm {arm} ({ARM_HYPOTHESES[arm]}): {reference} with {changed}",
+                              base, semisupervised=change)
+        lines.append(f"arm_{arm.lower()} {name} --methods {best['name']} {ONE_LABELED} --evaluate validation")
+    return lines
+
+
+def choose_arm(root: Path, out: Path, selection: dict, schedules: Path) -> dict:
+    """The committed rule over L0 and the arms that ran (validation scans), reference L0."""
+    best = selection["ranking"][0]["name"]
+    reference = json.loads((schedules / length_schedule(schedules, selection["ranking"][0]["setting"],
+                                                        max(LENGTHS))).read_text())
+    l0 = method_scores(load_validation_records(root / f"length_{max(LENGTHS)}"))
+    candidates = {"L0": l0[best]}
+    changes = arm_changes(best, reference)
+    for arm, change in changes.items():
+        if change is not None:
+            candidates[arm] = method_scores(load_validation_records(root / f"arm_{arm.lower()}"))[best]
+    decision = choose_on_validation(candidates, "L0", l0[BASELINE])
+    result = {"rule": "benchmarks/README.md, Issue #30, Length arms (committed before any length run)",
+              "evaluated_on": "validation", "method": best, "reference_schedule": reference["name"],
+              "changes": {arm: change for arm, change in changes.items() if change is not None},
+              "skipped": arm_skipped(best, reference), "hypotheses": ARM_HYPOTHESES, **decision}
+    (out / "arms.json").write_text(json.dumps(result, indent=2) + "\n")
+    rows = ["| arm | change | hypothesis | mean validation Dice | − L0, points [95 % CI] | − baseline, points |",
+            "|---|---|---|---|---|---|"]
+    for arm in decision["candidates"]:
+        versus = decision["versus_reference"].get(arm)
+        ci = versus["ci95"] if versus else None
+        rows.append(f"| {arm} | {', '.join(f'{k} {v}' for k, v in result['changes'].get(arm, {}).items()) or 'none'} | "
+                    f"{ARM_HYPOTHESES.get(arm, 'the reference')} | {100 * decision['mean'][arm]:.2f} | "
+                    + (f"{100 * versus['mean_difference']:+.2f}" + (f" [{100 * ci[0]:+.2f}, {100 * ci[1]:+.2f}]" if ci else "")
+                       if versus else "") + f" | {100 * decision['versus_baseline'][arm]['mean_difference']:+.2f} |")
+    (out / "arms.md").write_text(f"# Issue #30: length arms of {best} at {max(LENGTHS)} iterations (1 labeled x splits "
+                                 "0-3, validation scans)\n\n" + "\n".join(rows) + f"\n\nchosen: {decision['chosen']} "
+                                 f"({decision['reason']})\n")
+    return result
+
+
+def fix_plan(out: Path, selection: dict, schedules: Path) -> list[str]:
+    """When an arm won: the best method with the arm's change at 400 and 2,000 iterations on the
+    test scans, 1 labeled x splits 0-3, against the baseline runs of the verdict and the length study
+    (shared: the arms change only the semisupervised section)."""
+    if not (out / "arms.json").is_file():
+        return []
+    arms = json.loads((out / "arms.json").read_text())
+    if arms["chosen"] == "L0":
+        return []
+    best = selection["ranking"][0]
+    lines = []
+    for iterations, source in ((400, f"verdict_{best['setting'].lower()}"), (max(LENGTHS), f"length_{max(LENGTHS)}")):
+        base_name = SETTINGS[best["setting"]] if iterations == 400 else length_schedule(schedules, best["setting"], iterations)
+        base = json.loads((schedules / base_name).read_text())
+        # the arm's rule at this length (L1's ramp-up is a share of the epochs: 3 of 20 at 400 iterations)
+        change = arm_changes(best["name"], base)[arms["chosen"]]
+        if all(base["semisupervised"].get(k) == v for k, v in change.items()):
+            print(f"arm {arms['chosen']} changes nothing at {iterations} iterations: {source} is that run",
+                  file=sys.stderr)
+            continue
+        name = write_schedule(schedules, f"{base_name[:-len('.json')]}_{arms['chosen'].lower()}",
+                              f"issue #30: the chosen length arm {arms['chosen']} at {iterations} iterations", base,
+                              semisupervised=change)
+        lines.append(f"share {source} fix_{iterations}")
+        lines.append(f"fix_{iterations} {name} --methods {BASELINE} {best['name']} {ONE_LABELED} --evaluate test")
     return lines
 
 
@@ -206,12 +358,15 @@ def test_records(folder: Path) -> list[dict]:
     return data["runs"]
 
 
-def length_study(root: Path, selection: dict) -> list[dict]:
+def length_study(root: Path, selection: dict, variant: str | None = None) -> list[dict]:
     """Paired difference (best method - baseline, 1 labeled scan, splits 0-3) at each length: 400
-    iterations from the verdict's runs, the others from the length runs."""
+    iterations from the verdict's runs, the others from the length runs; with ``variant`` (a chosen
+    length arm) from the fix runs at 400 and 2,000 iterations."""
     best = selection["ranking"][0]
-    folders = {400: root / f"verdict_{best['setting'].lower()}",
-               **{n: root / f"length_{n}" for n in LENGTHS}}
+    if variant is None:
+        folders = {400: root / f"verdict_{best['setting'].lower()}", **{n: root / f"length_{n}" for n in LENGTHS}}
+    else:
+        folders = {n: root / f"fix_{n}" for n in (400, max(LENGTHS))}
     rows = []
     for iterations, folder in folders.items():
         if not (folder / "results.json").is_file():
@@ -221,6 +376,7 @@ def length_study(root: Path, selection: dict) -> list[dict]:
         gain = paired_difference(by[best["name"]], by[BASELINE])
         if gain is not None:
             rows.append({"iterations": iterations, "method": best["name"], "setting": best["setting"],
+                         "arm": variant or "L0",
                          "baseline_mean": sum(r["mean_dice"] for r in by[BASELINE].values()) / len(by[BASELINE]),
                          **gain})
     return rows
@@ -236,13 +392,17 @@ def report(root: Path, out: Path) -> None:
                 target = out / (name if setting == first else name.replace("results", f"results_setting_{setting.lower()}"))
                 shutil.copyfile(folder / name, target)
                 print(f"copied {folder / name} -> {target}")
+    arms = json.loads((out / "arms.json").read_text()) if (out / "arms.json").is_file() else None
     rows = length_study(root, selection)
+    if arms is not None and arms["chosen"] != "L0":
+        rows += length_study(root, selection, arms["chosen"])
     (out / "length.json").write_text(json.dumps(rows, indent=2) + "\n")
-    lines = ["| fine-tuning iterations | baseline mean Dice | method - baseline, points [95 % CI] | above / below |",
-             "|---|---|---|---|"]
+    lines = ["| fine-tuning iterations | schedule | baseline mean Dice | method - baseline, points [95 % CI] | above / below |",
+             "|---|---|---|---|---|"]
     for row in rows:
         ci = row["ci95"]
-        lines.append(f"| {row['iterations']} | {100 * row['baseline_mean']:.2f} | {100 * row['mean_difference']:+.2f} "
+        lines.append(f"| {row['iterations']} | {'setting ' + row['setting'] if row['arm'] == 'L0' else 'arm ' + row['arm']} | "
+                     f"{100 * row['baseline_mean']:.2f} | {100 * row['mean_difference']:+.2f} "
                      + (f"[{100 * ci[0]:+.2f}, {100 * ci[1]:+.2f}]" if ci else "") + f" | {row['above']} / {row['below']} |")
     (out / "length.md").write_text(f"# Issue #30: {selection['best']} against the baseline by training length "
                                    "(1 labeled scan, splits 0-3, test scans)\n\n" + "\n".join(lines) + "\n")
@@ -254,11 +414,16 @@ def report(root: Path, out: Path) -> None:
         import matplotlib.pyplot as plt
 
         fig, ax = plt.subplots(figsize=(5, 3.5))
-        x = [r["iterations"] for r in rows]
-        y = [100 * r["mean_difference"] for r in rows]
-        low = [100 * (r["mean_difference"] - r["ci95"][0]) if r["ci95"] else 0 for r in rows]
-        high = [100 * (r["ci95"][1] - r["mean_difference"]) if r["ci95"] else 0 for r in rows]
-        ax.errorbar(x, y, yerr=[low, high], marker="o", capsize=4)
+        for arm in dict.fromkeys(r["arm"] for r in rows):
+            part = [r for r in rows if r["arm"] == arm]
+            x = [r["iterations"] for r in part]
+            y = [100 * r["mean_difference"] for r in part]
+            low = [100 * (r["mean_difference"] - r["ci95"][0]) if r["ci95"] else 0 for r in part]
+            high = [100 * (r["ci95"][1] - r["mean_difference"]) if r["ci95"] else 0 for r in part]
+            ax.errorbar(x, y, yerr=[low, high], marker="o", capsize=4,
+                        label=f"setting {part[0]['setting']}" if arm == "L0" else f"arm {arm}")
+        if len({r["arm"] for r in rows}) > 1:
+            ax.legend()
         ax.axhline(0, color="grey", lw=0.8)
         ax.set_xlabel("fine-tuning iterations (batch 8)")
         ax.set_ylabel(f"{selection['best']} - baseline (Dice points)")
@@ -271,7 +436,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--root", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--plan", choices=["verdict", "length"])
+    parser.add_argument("--plan", choices=["verdict", "length", "arms", "fix"])
+    parser.add_argument("--choose-arm", action="store_true")
     parser.add_argument("--report", action="store_true")
     parser.add_argument("--collect", nargs="+", choices=list(SETTINGS), metavar="SETTING")
     parser.add_argument("--from-log", nargs="+", choices=list(SETTINGS), metavar="SETTING")
@@ -293,9 +459,23 @@ def main() -> None:
     if args.report:
         report(args.root, args.out)
         return
-    if args.plan:
+    if args.plan or args.choose_arm:
         selection = json.loads((args.out / "selection.json").read_text())
-        print("\n".join(plan(selection, args.plan, schedules)))
+        if args.choose_arm:
+            result = choose_arm(args.root, args.out, selection, schedules)
+            print((args.out / "arms.md").read_text() + f"chosen: {result['chosen']}")
+        elif args.plan == "arms":
+            lines = arms_plan(args.root, selection, schedules)
+            if not lines:
+                print("the gain at 2000 iterations is not below the gain at 400: no length arms", file=sys.stderr)
+        elif args.plan == "fix":
+            lines = fix_plan(args.out, selection, schedules)
+            if not lines:
+                print("no arm beat L0 on the validation scans (or no arms ran): nothing to rerun", file=sys.stderr)
+        else:
+            lines = plan(selection, args.plan, schedules)
+        for line in lines:
+            print(line)
         return
     selection = select(args.out)
     (args.out / "selection.json").write_text(json.dumps(selection, indent=2) + "\n")

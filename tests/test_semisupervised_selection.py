@@ -93,3 +93,85 @@ def test_share_baseline_copies_finished_trainings_without_their_test_predictions
     assert sorted(p.name for p in (target / "runs" / "baseline").iterdir()) == ["fold_0", "fold_3"]
     assert not any((target / "runs" / "baseline" / "fold_3").iterdir())
     assert module.share_baseline(source, target) == []       # run again: nothing new
+
+
+def write_results(folder: Path, evaluated_on: str, scores: dict[str, dict[int, float]]) -> None:
+    """An experiment folder's results table (the fields the selection reads) for 1 labeled scan."""
+    folder.mkdir(parents=True, exist_ok=True)
+    runs = [{"method": method, "num_labeled": 1, "split": split, "mean_dice": dice}
+            for method, by_split in scores.items() for split, dice in by_split.items()]
+    name = "results.json" if evaluated_on == "test" else "validation_results.json"
+    (folder / name).write_text(json.dumps({"evaluated_on": evaluated_on, "runs": runs}))
+
+
+def fixmatch_at_b() -> dict:
+    return {"ranking": [{"name": "fixmatch", "setting": "B"}, {"name": "spcon-mt", "setting": "B"}]}
+
+
+def schedules_copy(tmp_path: Path) -> Path:
+    folder = tmp_path / "schedules"
+    folder.mkdir()
+    for name in ("acdc_semi_a.json", "acdc_semi_b.json", "acdc_semi_c.json"):
+        (folder / name).write_text((REPO / "benchmarks" / "schedules" / name).read_text())
+    return folder
+
+
+def test_arm_changes_follow_the_committed_arms() -> None:
+    module = selection_module()
+    schedules = REPO / "benchmarks" / "schedules"
+    b = json.loads((schedules / "acdc_semi_b.json").read_text())
+    b["finetune"]["num_epochs_default"] = 100
+    assert module.arm_changes("fixmatch", b) == {"L1": {"rampup_epochs": 15}, "L2": {"unlabeled_weight": 0.5},
+                                                 "L3": None, "L4": {"unlabeled_batch_size": 3}}
+    assert list(module.arm_skipped("fixmatch", b)) == ["L3"]   # B's decay 0.999 is already slower
+    a = json.loads((schedules / "acdc_semi_a.json").read_text())
+    a["finetune"]["num_epochs_default"] = 100
+    assert module.arm_changes("mean-teacher", a) == {"L1": {"rampup_epochs": 15}, "L2": {"consistency_weight": 0.05},
+                                                     "L3": {"ema_decay": 0.998}, "L4": {"unlabeled_batch_size": 3}}
+
+
+def test_arms_run_only_when_the_gain_shrinks_and_the_rule_picks_among_them(tmp_path: Path) -> None:
+    module = selection_module()
+    schedules, root, out = schedules_copy(tmp_path), tmp_path / "runs", tmp_path / "out"
+    out.mkdir()
+    baseline = {0: 0.50, 1: 0.30, 2: 0.60, 3: 0.55}
+    write_results(root / "verdict_b", "test", {"baseline": baseline,
+                                               "fixmatch": {s: d + 0.05 for s, d in baseline.items()}})
+    write_results(root / "length_2000", "test", {"baseline": baseline,
+                                                 "fixmatch": {s: d + 0.06 for s, d in baseline.items()}})
+    assert module.arms_plan(root, fixmatch_at_b(), schedules) == []          # +6 at 2000 >= +5 at 400
+    write_results(root / "length_2000", "test", {"baseline": baseline,
+                                                 "fixmatch": {s: d - 0.02 for s, d in baseline.items()}})
+    lines = module.arms_plan(root, fixmatch_at_b(), schedules)
+    assert [line.split()[:2] for line in lines] == [
+        ["length_2000", "acdc_semi_b_len2000.json"], ["arm_l1", "acdc_semi_b_len2000_l1.json"],
+        ["arm_l2", "acdc_semi_b_len2000_l2.json"], ["arm_l4", "acdc_semi_b_len2000_l4.json"]]
+    assert lines[0].endswith("--methods baseline fixmatch --labeled 1 --splits 0 1 2 3 --evaluate validation")
+    l2 = json.loads((schedules / "acdc_semi_b_len2000_l2.json").read_text())
+    assert l2["semisupervised"]["unlabeled_weight"] == 0.5 and l2["finetune"]["num_epochs_default"] == 100
+    assert l2["semisupervised"]["ema_decay"] == 0.999
+    # the rule: highest mean wins if its paired difference from L0 is above 0
+    write_results(root / "length_2000", "validation", {"baseline": baseline, "fixmatch": {0: .5, 1: .4, 2: .6, 3: .5}})
+    write_results(root / "arm_l1", "validation", {"fixmatch": {0: .52, 1: .41, 2: .62, 3: .49}})
+    write_results(root / "arm_l2", "validation", {"fixmatch": {0: .45, 1: .4, 2: .6, 3: .5}})
+    write_results(root / "arm_l4", "validation", {"fixmatch": {0: .5, 1: .4, 2: .6, 3: .5}})
+    result = module.choose_arm(root, out, fixmatch_at_b(), schedules)
+    assert result["chosen"] == "L1" and result["candidates"] == ["L0", "L1", "L2", "L4"]
+    assert abs(result["versus_reference"]["L1"]["mean_difference"] - 0.01) < 1e-9
+    assert "| L1 | rampup_epochs 15 |" in (out / "arms.md").read_text()
+    # L1's ramp-up is a share of the epochs: at 400 iterations it is B's own 3 epochs, so only 2,000 reruns
+    assert module.fix_plan(out, fixmatch_at_b(), schedules) == [
+        "share length_2000 fix_2000",
+        "fix_2000 acdc_semi_b_len2000_l1.json --methods baseline fixmatch --labeled 1 --splits 0 1 2 3 --evaluate test"]
+    assert json.loads((schedules / "acdc_semi_b_len2000_l1.json").read_text())["semisupervised"]["rampup_epochs"] == 15
+    write_results(root / "arm_l2", "validation", {"fixmatch": {0: .53, 1: .41, 2: .62, 3: .5}})   # L2 now best
+    assert module.choose_arm(root, out, fixmatch_at_b(), schedules)["chosen"] == "L2"
+    fix = module.fix_plan(out, fixmatch_at_b(), schedules)
+    assert fix[0] == "share verdict_b fix_400" and fix[2] == "share length_2000 fix_2000"
+    assert fix[1].startswith("fix_400 acdc_semi_b_l2.json --methods baseline fixmatch")
+    assert json.loads((schedules / "acdc_semi_b_l2.json").read_text())["semisupervised"]["unlabeled_weight"] == 0.5
+    # L0 kept: nothing to rerun
+    for arm in ("arm_l1", "arm_l2"):
+        write_results(root / arm, "validation", {"fixmatch": {0: .49, 1: .4, 2: .6, 3: .5}})
+    assert module.choose_arm(root, out, fixmatch_at_b(), schedules)["chosen"] == "L0"
+    assert module.fix_plan(out, fixmatch_at_b(), schedules) == []
