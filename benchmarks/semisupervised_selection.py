@@ -43,6 +43,7 @@ SETTINGS = {"A": "acdc_semi_a.json", "B": "acdc_semi_b.json", "C": "acdc_semi_c.
 METHODS = ("mean-teacher", "spcon-mt", "spcon-mt-pretrained", "fixmatch", "fixmatch-pretrained")   # tie order
 BASELINE = "baseline"
 SPLITS = (0, 1, 2, 3)                # 1 labeled scan x splits 0-3
+ONE_LABELED = "--labeled 1 --splits " + " ".join(map(str, SPLITS))   # experiment arguments for those runs
 LENGTHS = {1000: 50, 2000: 100}     # iterations -> fine-tuning epochs of 20 iterations (400: the verdict's runs)
 
 
@@ -174,9 +175,6 @@ def plan(selection: dict, stage: str, schedules: Path) -> list[str]:
     return lines
 
 
-ONE_LABELED = "--labeled 1 --splits " + " ".join(map(str, SPLITS))
-
-
 def write_schedule(schedules: Path, name: str, description: str, base: dict, finetune: dict | None = None,
                    semisupervised: dict | None = None) -> str:
     """``base`` with some values of its sections changed, as ``schedules/<name>.json`` (kept if it
@@ -235,9 +233,10 @@ def arm_changes(method: str, schedule: dict) -> dict[str, dict[str, object] | No
     }
 
 
-def arm_skipped(method: str, schedule: dict) -> dict[str, str]:
+def arm_skipped(changes: dict[str, dict | None], schedule: dict) -> dict[str, str]:
+    """Why each arm of ``arm_changes`` that does not apply was dropped."""
     return {arm: f"ema_decay is already {schedule['semisupervised'].get('ema_decay')} >= {ARM_DECAY}: a longer "
-                 "EMA horizon than the arm's" for arm, change in arm_changes(method, schedule).items() if change is None}
+                 "EMA horizon than the arm's" for arm, change in changes.items() if change is None}
 
 
 def gain_shrinks(rows: list[dict]) -> bool:
@@ -283,7 +282,7 @@ def choose_arm(root: Path, out: Path, selection: dict, schedules: Path) -> dict:
     result = {"rule": "benchmarks/README.md, Issue #30, Length arms (committed before any length run)",
               "evaluated_on": "validation", "method": best, "reference_schedule": reference["name"],
               "changes": {arm: change for arm, change in changes.items() if change is not None},
-              "skipped": arm_skipped(best, reference), "hypotheses": ARM_HYPOTHESES, **decision}
+              "skipped": arm_skipped(changes, reference), "hypotheses": ARM_HYPOTHESES, **decision}
     (out / "arms.json").write_text(json.dumps(result, indent=2) + "\n")
     rows = ["| arm | change | hypothesis | mean validation Dice | − L0, points [95 % CI] | − baseline, points |",
             "|---|---|---|---|---|---|"]
