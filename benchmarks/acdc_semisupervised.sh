@@ -5,12 +5,13 @@
 #   bash benchmarks/acdc_semisupervised.sh selection   # settings A, B, C: 1 labeled x splits 0-3, validation scans
 #   bash benchmarks/acdc_semisupervised.sh select      # the committed rule on selection_scores.json -> selection.json / .md
 #   bash benchmarks/acdc_semisupervised.sh verdict     # baseline + the two chosen: test scans, 1 x 8 and 2 x 4
+#   bash benchmarks/acdc_semisupervised.sh repeats     # the verdict's runs that repeat selection runs: run-to-run noise
 #   bash benchmarks/acdc_semisupervised.sh length      # baseline + the best at 400 / 1000 / 2000 iterations
 #   bash benchmarks/acdc_semisupervised.sh report      # verdict results + length table and plot into the results
 #   bash benchmarks/acdc_semisupervised.sh arms        # if the gain shrinks with length: L0 and the arms, validation scans
 #   bash benchmarks/acdc_semisupervised.sh choose-arm  # the committed rule over the arms -> arms.json / .md
 #   bash benchmarks/acdc_semisupervised.sh fix         # if an arm won: the best method with it at 400 / 2000, test scans
-#   bash benchmarks/acdc_semisupervised.sh all         # selection, select, verdict, length, report, arms, choose-arm, fix, report
+#   bash benchmarks/acdc_semisupervised.sh all         # selection, select, verdict, repeats, length, report, arms, choose-arm, fix, report
 # Working folders under quality_runs/acdc_semi (SPCL_QUALITY_DIR to move it); each stage appends to
 # benchmarks/results/acdc_semisupervised/progress.log (SPCL_RESULTS_DIR to move it). SPCL_JOBS (default 2)
 # trainings at once. Runs that take hours should use a checkout of their own, fixed at one commit, so
@@ -48,7 +49,7 @@ case "${1:-}" in
     pretrain)
         pretrain ;;
     all)   # every stage in order; run it again after an interruption
-        for stage in selection select verdict length report arms choose-arm fix report; do bash "$0" "$stage"; done ;;
+        for stage in selection select verdict repeats length report arms choose-arm fix report; do bash "$0" "$stage"; done ;;
     choose-arm)   # only where the arms ran
         [ ! -s "$root/arms.plan" ] || "$python" benchmarks/semisupervised_selection.py --root "$root" --out "$out" --choose-arm | log ;;
     selection)
@@ -66,7 +67,7 @@ case "${1:-}" in
         "$python" benchmarks/semisupervised_selection.py --out "$out" --root "$root" | log ;;
     report)
         "$python" benchmarks/semisupervised_selection.py --root "$root" --out "$out" --report | log ;;
-    verdict|length|arms|fix)
+    verdict|repeats|length|arms|fix)
         [ -f "$out/selection.json" ] || { echo "run the selection and 'select' first" >&2; exit 2; }
         "$python" benchmarks/semisupervised_selection.py --root "$root" --out "$out" --plan "$1" > "$root/$1.plan"
         while read -r workdir schedule args; do
@@ -77,6 +78,7 @@ case "${1:-}" in
             fi
             # shellcheck disable=SC2086
             experiment "$workdir" "$schedules/$schedule" $args
-        done < "$root/$1.plan" ;;
-    *) echo "usage: $0 pretrain|selection|select|verdict|length|report|arms|choose-arm|fix|all" >&2; exit 2 ;;
+        done < "$root/$1.plan"
+        [ "$1" != repeats ] || "$python" benchmarks/semisupervised_selection.py --root "$root" --out "$out" --repeats | log ;;
+    *) echo "usage: $0 pretrain|selection|select|verdict|repeats|length|report|arms|choose-arm|fix|all" >&2; exit 2 ;;
 esac

@@ -15,12 +15,18 @@ the later stages. See benchmarks/README.md, "Issue #30".
            "share FROM TO" (the verdict's second setting reuses the first one's baseline runs)
     ... --share-baseline FROM TO
         -> the baseline's finished trainings of verdict folder FROM copied into TO
+    ... --plan repeats
+        -> the verdict folders' trainings at 1 labeled x splits 0-3 scored on their validation scans (for --repeats)
     ... --plan arms          (only if the gain at 2,000 iterations is below the gain at 400)
         -> L0 (the length-2000 runs scored on their validation scans) and the arms L1-L4 that apply
     ... --choose-arm
         -> the committed rule over L0 and the arms (validation scans): arms.json, arms.md
     ... --plan fix           (only if an arm beat L0)
         -> the best method with the chosen arm's change at 400 and 2,000 iterations, test scans
+    ... --repeats
+        -> the runs trained twice (the selection's runs at 1 labeled x splits 0-3 again in the verdict, same
+           method, setting and split; scored on the validation scans of both): the run-to-run noise that
+           every paired difference carries (repeats.json, repeats.md)
     ... --report
         -> the verdict's results.json / results.md (per chosen setting) copied into --out, and the length
            study's paired differences (length.json, length.md, length.png)
@@ -153,12 +159,18 @@ def table(selection: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def verdict_settings(selection: dict) -> dict[str, list[str]]:
+    """``{setting: [method, ...]}`` of the two chosen methods, in rank order: one verdict folder each."""
+    by_setting: dict[str, list[str]] = {}
+    for entry in selection["ranking"][:2]:
+        by_setting.setdefault(entry["setting"], []).append(entry["name"])
+    return by_setting
+
+
 def plan(selection: dict, stage: str, schedules: Path) -> list[str]:
     """Experiment lines: (workdir, schedule file, arguments)."""
+    by_setting = verdict_settings(selection)
     if stage == "verdict":
-        by_setting: dict[str, list[str]] = {}
-        for entry in selection["ranking"][:2]:
-            by_setting.setdefault(entry["setting"], []).append(entry["name"])
         lines = []
         for number, (setting, methods) in enumerate(by_setting.items()):
             if number:   # the baseline's finished runs of the first setting's folder, reused here
@@ -167,6 +179,9 @@ def plan(selection: dict, stage: str, schedules: Path) -> list[str]:
                 lines.append(f"verdict_{setting.lower()} {SETTINGS[setting]} --methods {BASELINE} {' '.join(methods)} "
                              f"--labeled {labeled} --splits {splits} --evaluate test")
         return lines
+    if stage == "repeats":   # the verdict's trainings at 1 labeled x splits 0-3, scored on their validation scans
+        return [f"verdict_{setting.lower()} {SETTINGS[setting]} --methods {BASELINE} {' '.join(methods)} {ONE_LABELED} "
+                "--evaluate validation" for setting, methods in by_setting.items()]
     best = selection["ranking"][0]
     lines = []
     for iterations in LENGTHS:
@@ -381,6 +396,53 @@ def length_study(root: Path, selection: dict, variant: str | None = None) -> lis
     return rows
 
 
+def repeat_noise(root: Path, out: Path) -> dict:
+    """The verdict's runs at 1 labeled scan x splits 0-3 train again what the selection trained (same
+    method, setting, split and schedule; only the random state differs). d = verdict run - selection
+    run, both on the fold's validation scans. If both are draws of one distribution with sd sigma,
+    sd(d) = sqrt(2) sigma; a paired method - baseline difference then carries seed noise of sd sqrt(2)
+    sigma on every split, so the half-width of its 95 % t-interval over n splits is at least
+    t_{0.975, n-1} sqrt(2) sigma / sqrt(n) even if the method changes nothing."""
+    from scipy.stats import t
+
+    from spcl_nnunet.experiment.results import mean_std
+
+    selection = json.loads((out / "selection.json").read_text())
+    stored = read_scores(out)["settings"]
+    rows = []
+    for entry in [{"name": BASELINE, "setting": "A"}, *selection["ranking"][:2]]:
+        first = {int(s): v for s, v in stored[entry["setting"]]["scores"][entry["name"]].items()}
+        # the baseline reads only the schedule's finetune section, the same in every setting: its verdict
+        # runs are in the first chosen setting's folder
+        folder = root / f"verdict_{(selection['ranking'][0] if entry['name'] == BASELINE else entry)['setting'].lower()}"
+        again = method_scores(load_validation_records(folder)).get(entry["name"], {})
+        rows += [{"method": entry["name"], "setting": entry["setting"], "split": split, "selection_run": first[split],
+                  "verdict_run": again[split], "difference": again[split] - first[split]}
+                 for split in sorted(set(first) & set(again) & set(SPLITS))]
+    if len(rows) < 2:
+        raise SystemExit("fewer than two repeated runs: run the verdict, then the experiment with --evaluate "
+                         "validation on its folder (benchmarks/README.md, \"Issue #30\")")
+    mean, sd = mean_std([r["difference"] for r in rows])
+    sigma = sd / 2 ** 0.5
+    floor = {n: float(t.ppf(0.975, n - 1)) * 2 ** 0.5 * sigma / n ** 0.5 for n in (4, 8)}
+    result = {"evaluated_on": "validation", "pairs": rows, "mean_difference": mean, "sd_difference": sd,
+              "run_sd": sigma, "max_abs_difference": max(abs(r["difference"]) for r in rows),
+              "null_half_width": {str(n): h for n, h in floor.items()},
+              "note": "run_sd = sd of the differences / sqrt(2); null_half_width[n]: the half-width of the 95 % "
+                      "t-interval of a paired difference over n splits from this noise alone"}
+    (out / "repeats.json").write_text(json.dumps(result, indent=2) + "\n")
+    lines = ["| method | setting | split | selection run | verdict run | difference |", "|---|---|---|---|---|---|"]
+    lines += [f"| {r['method']} | {r['setting']} | {r['split']} | {100 * r['selection_run']:.2f} | "
+              f"{100 * r['verdict_run']:.2f} | {100 * r['difference']:+.2f} |" for r in rows]
+    text = ("\n".join(lines) + f"\n\n{len(rows)} repeated runs: differences mean {100 * mean:+.2f}, sd {100 * sd:.2f}, "
+            f"largest {100 * result['max_abs_difference']:.2f} points; one run's sd {100 * sigma:.2f} points. "
+            "From this noise alone a paired difference has a 95 % half-width of about "
+            + " and ".join(f"{100 * h:.1f} points over {n} splits" for n, h in floor.items()) + ".\n")
+    (out / "repeats.md").write_text("# Issue #30: runs trained twice (1 labeled scan, validation scans)\n\n" + text)
+    print(text)
+    return result
+
+
 def report(root: Path, out: Path) -> None:
     selection = json.loads((out / "selection.json").read_text())
     first = selection["ranking"][0]["setting"]
@@ -435,9 +497,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--root", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--plan", choices=["verdict", "length", "arms", "fix"])
+    parser.add_argument("--plan", choices=["verdict", "repeats", "length", "arms", "fix"])
     parser.add_argument("--choose-arm", action="store_true")
     parser.add_argument("--report", action="store_true")
+    parser.add_argument("--repeats", action="store_true")
     parser.add_argument("--collect", nargs="+", choices=list(SETTINGS), metavar="SETTING")
     parser.add_argument("--from-log", nargs="+", choices=list(SETTINGS), metavar="SETTING")
     parser.add_argument("--share-baseline", nargs=2, metavar=("FROM", "TO"),
@@ -457,6 +520,9 @@ def main() -> None:
         return
     if args.report:
         report(args.root, args.out)
+        return
+    if args.repeats:
+        repeat_noise(args.root, args.out)
         return
     if args.plan or args.choose_arm:
         selection = json.loads((args.out / "selection.json").read_text())

@@ -7,6 +7,9 @@ import importlib.util
 import json
 from pathlib import Path
 
+import numpy as np
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results" / "acdc_semisupervised"
 
@@ -175,3 +178,33 @@ def test_arms_run_only_when_the_gain_shrinks_and_the_rule_picks_among_them(tmp_p
         write_results(root / arm, "validation", {"fixmatch": {0: .49, 1: .4, 2: .6, 3: .5}})
     assert module.choose_arm(root, out, fixmatch_at_b(), schedules)["chosen"] == "L0"
     assert module.fix_plan(out, fixmatch_at_b(), schedules) == []
+
+
+def test_repeat_noise_pairs_each_verdict_run_with_the_selection_run_it_repeats(tmp_path: Path) -> None:
+    module = selection_module()
+    root, out = tmp_path / "runs", tmp_path / "out"
+    out.mkdir()
+    (out / "selection.json").write_text(json.dumps(fixmatch_at_b()))
+    first = {"baseline": {0: 0.60, 1: 0.30, 2: 0.50, 3: 0.40}, "fixmatch": {0: 0.62, 1: 0.35, 2: 0.52, 3: 0.45},
+             "spcon-mt": {0: 0.61, 1: 0.33, 2: 0.55, 3: 0.47}}
+    module.write_scores(out, {"A": {"source": "test", "scores": {"baseline": first["baseline"], "fixmatch": {0: 0.1}}},
+                              "B": {"source": "test", "scores": {"fixmatch": first["fixmatch"],
+                                                                 "spcon-mt": first["spcon-mt"]}}})
+    again = {m: {s: d + (0.04 if s % 2 else -0.02) for s, d in by.items()} for m, by in first.items()}
+    again["baseline"][4] = 0.7                                   # split 4 was never trained twice
+    write_results(root / "verdict_b", "validation", again)
+    result = module.repeat_noise(root, out)
+    assert [(r["method"], r["setting"], r["split"]) for r in result["pairs"]] == [
+        (m, s, split) for m, s in (("baseline", "A"), ("fixmatch", "B"), ("spcon-mt", "B")) for split in range(4)]
+    differences = [r["difference"] for r in result["pairs"]]
+    assert differences == pytest.approx([-0.02, 0.04, -0.02, 0.04] * 3)
+    assert result["mean_difference"] == pytest.approx(0.01)
+    sd = float(np.std(differences, ddof=1))
+    assert result["run_sd"] == pytest.approx(sd / np.sqrt(2))
+    # the null half-width over 4 splits: t_{0.975, 3} = 3.182
+    assert result["null_half_width"]["4"] == pytest.approx(3.1824 * sd / 2, rel=1e-4)
+    assert (out / "repeats.md").is_file()
+    scores = root / "verdict_b" / "validation_results.json"
+    scores.write_text(scores.read_text().replace('"validation"', '"test"'))   # test-scan scores are never read
+    with pytest.raises(ValueError, match="validation"):
+        module.repeat_noise(root, out)
