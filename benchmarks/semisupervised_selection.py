@@ -392,8 +392,27 @@ def length_study(root: Path, selection: dict, variant: str | None = None) -> lis
             rows.append({"iterations": iterations, "method": best["name"], "setting": best["setting"],
                          "arm": variant or "L0",
                          "baseline_mean": sum(r["mean_dice"] for r in by[BASELINE].values()) / len(by[BASELINE]),
+                         "last_epoch_mask_ratio": last_epoch_mask_ratio([by[best["name"]][s] for s in gain["splits"]]),
                          **gain})
     return rows
+
+
+def last_epoch_mask_ratio(runs: list[dict]) -> float | None:
+    """Mean over the runs of the share of unlabeled pixels whose pseudo-label passed the threshold in the
+    last epoch (the FixMatch-style trainer's ``mask_ratio`` in nnU-Net's logger, saved in the checkpoint);
+    None for a method that does not log it or a run without its checkpoint (gone, or not recorded)."""
+    import torch
+
+    values = []
+    for run in runs:
+        path = Path(run.get("checkpoint", {}).get("path", ""))
+        if not path.is_file():
+            return None
+        logged = torch.load(path, map_location="cpu", weights_only=False)["logging"].get("mask_ratio")
+        if not logged:
+            return None
+        values.append(float(logged[-1]))
+    return sum(values) / len(values)
 
 
 def repeat_noise(root: Path, out: Path) -> dict:
@@ -458,13 +477,15 @@ def report(root: Path, out: Path) -> None:
     if arms is not None and arms["chosen"] != "L0":
         rows += length_study(root, selection, arms["chosen"])
     (out / "length.json").write_text(json.dumps(rows, indent=2) + "\n")
-    lines = ["| fine-tuning iterations | schedule | baseline mean Dice | method - baseline, points [95 % CI] | above / below |",
-             "|---|---|---|---|---|"]
+    lines = ["| fine-tuning iterations | schedule | baseline mean Dice | method - baseline, points [95 % CI] | above / below "
+             "| pixels past the threshold, last epoch |", "|---|---|---|---|---|---|"]
     for row in rows:
         ci = row["ci95"]
+        mask = row.get("last_epoch_mask_ratio")
         lines.append(f"| {row['iterations']} | {'setting ' + row['setting'] if row['arm'] == 'L0' else 'arm ' + row['arm']} | "
                      f"{100 * row['baseline_mean']:.2f} | {100 * row['mean_difference']:+.2f} "
-                     + (f"[{100 * ci[0]:+.2f}, {100 * ci[1]:+.2f}]" if ci else "") + f" | {row['above']} / {row['below']} |")
+                     + (f"[{100 * ci[0]:+.2f}, {100 * ci[1]:+.2f}]" if ci else "") + f" | {row['above']} / {row['below']} | "
+                     + (f"{100 * mask:.2f} %" if mask is not None else "–") + " |")
     (out / "length.md").write_text(f"# Issue #30: {selection['best']} against the baseline by training length "
                                    "(1 labeled scan, splits 0-3, test scans)\n\n" + "\n".join(lines) + "\n")
     print("\n".join(lines))

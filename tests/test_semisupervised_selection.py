@@ -208,3 +208,18 @@ def test_repeat_noise_pairs_each_verdict_run_with_the_selection_run_it_repeats(t
     scores.write_text(scores.read_text().replace('"validation"', '"test"'))   # test-scan scores are never read
     with pytest.raises(ValueError, match="validation"):
         module.repeat_noise(root, out)
+
+
+def test_last_epoch_mask_ratio_reads_the_checkpoints_logger(tmp_path: Path) -> None:
+    import torch
+
+    module = selection_module()
+    runs = []
+    for split, ratios in enumerate(([0.01, 0.02], [0.03, 0.06])):
+        path = tmp_path / f"checkpoint_{split}.pth"
+        torch.save({"logging": {"mask_ratio": ratios, "train_losses": [1.0, 0.5]}}, path)
+        runs.append({"split": split, "checkpoint": {"path": str(path)}})
+    assert module.last_epoch_mask_ratio(runs) == pytest.approx(0.04)          # (0.02 + 0.06) / 2
+    torch.save({"logging": {"train_losses": [1.0]}}, tmp_path / "baseline.pth")
+    assert module.last_epoch_mask_ratio([{"checkpoint": {"path": str(tmp_path / "baseline.pth")}}]) is None
+    assert module.last_epoch_mask_ratio(runs + [{"checkpoint": {"path": str(tmp_path / "gone.pth")}}]) is None
