@@ -29,7 +29,8 @@ the later stages. See benchmarks/README.md, "Issue #30".
            every paired difference carries (repeats.json, repeats.md)
     ... --report
         -> the verdict's results.json / results.md (per chosen setting) copied into --out, and the length
-           study's paired differences (length.json, length.md, length.png)
+           study's paired differences (length.json, length.md, length.png); results.json then also holds
+           the selection, the length study, the arms and the repeats under "issue30"
 """
 
 from __future__ import annotations
@@ -477,6 +478,17 @@ def report(root: Path, out: Path) -> None:
     if arms is not None and arms["chosen"] != "L0":
         rows += length_study(root, selection, arms["chosen"])
     (out / "length.json").write_text(json.dumps(rows, indent=2) + "\n")
+    # results.json (the experiment's, of the best method's setting) also holds the other tables' numbers
+    if (out / "results.json").is_file():
+        results = json.loads((out / "results.json").read_text())
+        results["issue30"] = {"selection": selection, "length_study": rows, "arms": arms,
+                              "repeats": json.loads((out / "repeats.json").read_text())
+                              if (out / "repeats.json").is_file() else None,
+                              "note": "added by benchmarks/semisupervised_selection.py --report; the same as "
+                                      "selection.json, length.json, arms.json and repeats.json beside this file"}
+        tmp = out / "results.json.tmp"
+        tmp.write_text(json.dumps(results, indent=2) + "\n")
+        tmp.replace(out / "results.json")
     lines = ["| fine-tuning iterations | schedule | baseline mean Dice | method - baseline, points [95 % CI] | above / below "
              "| pixels past the threshold, last epoch |", "|---|---|---|---|---|---|"]
     for row in rows:

@@ -223,3 +223,27 @@ def test_last_epoch_mask_ratio_reads_the_checkpoints_logger(tmp_path: Path) -> N
     torch.save({"logging": {"train_losses": [1.0]}}, tmp_path / "baseline.pth")
     assert module.last_epoch_mask_ratio([{"checkpoint": {"path": str(tmp_path / "baseline.pth")}}]) is None
     assert module.last_epoch_mask_ratio(runs + [{"checkpoint": {"path": str(tmp_path / "gone.pth")}}]) is None
+
+
+def test_report_puts_every_table_of_the_comparison_in_results_json(tmp_path: Path) -> None:
+    module = selection_module()
+    root, out = tmp_path / "runs", tmp_path / "out"
+    out.mkdir()
+    (out / "selection.json").write_text(json.dumps({**fixmatch_at_b(), "best": "fixmatch"}))
+    (out / "repeats.json").write_text(json.dumps({"run_sd": 0.03}))
+    baseline = {0: 0.50, 1: 0.30, 2: 0.60, 3: 0.55}
+    write_results(root / "verdict_b", "test", {"baseline": baseline, "fixmatch": {s: d - 0.04 for s, d in baseline.items()},
+                                               "spcon-mt": {s: d + 0.01 for s, d in baseline.items()}})
+    write_results(root / "length_1000", "test", {"baseline": baseline,
+                                                 "fixmatch": {0: 0.52, 1: 0.31, 2: 0.60, 3: 0.50}})
+    module.report(root, out)
+    results = json.loads((out / "results.json").read_text())
+    assert {r["method"] for r in results["runs"]} == {"baseline", "fixmatch", "spcon-mt"}   # the verdict's runs
+    rows = results["issue30"]["length_study"]
+    assert [r["iterations"] for r in rows] == [400, 1000]                  # 2,000 not run yet: no row
+    assert rows[0]["mean_difference"] == pytest.approx(-0.04)
+    assert rows[1]["mean_difference"] == pytest.approx(-0.005) and (rows[1]["above"], rows[1]["below"]) == (2, 1)
+    assert results["issue30"]["repeats"] == {"run_sd": 0.03} and results["issue30"]["arms"] is None
+    assert results["issue30"]["selection"]["best"] == "fixmatch"
+    assert json.loads((out / "length.json").read_text()) == rows
+    assert "| 1000 | setting B |" in (out / "length.md").read_text() and (out / "length.png").is_file()
