@@ -42,6 +42,7 @@ import shutil
 import sys
 from pathlib import Path
 
+from spcl_nnunet.experiment.files import write_json, write_text
 from spcl_nnunet.experiment.results import paired_difference
 from spcl_nnunet.experiment.selection import (choose_on_validation, load_validation_records, method_scores,
                                               rank_against_baseline)
@@ -67,9 +68,7 @@ def read_scores(out: Path) -> dict:
 def write_scores(out: Path, settings: dict) -> None:
     data = read_scores(out)
     data["settings"].update(settings)
-    tmp = out / (SCORES + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    tmp.replace(out / SCORES)
+    write_json(out / SCORES, data)
 
 
 def collect(root: Path, out: Path, settings: list[str]) -> None:
@@ -409,7 +408,8 @@ def last_epoch_mask_ratio(runs: list[dict]) -> float | None:
         path = Path(run.get("checkpoint", {}).get("path", ""))
         if not path.is_file():
             return None
-        logged = torch.load(path, map_location="cpu", weights_only=False)["logging"].get("mask_ratio")
+        # mmap: only the logger is read, not the weights
+        logged = torch.load(path, map_location="cpu", weights_only=False, mmap=True)["logging"].get("mask_ratio")
         if not logged:
             return None
         values.append(float(logged[-1]))
@@ -429,12 +429,14 @@ def repeat_noise(root: Path, out: Path) -> dict:
 
     selection = json.loads((out / "selection.json").read_text())
     stored = read_scores(out)["settings"]
+    folders = {method: setting for setting, methods in verdict_settings(selection).items() for method in methods}
+    # the baseline reads only the schedule's finetune section, the same in every setting: its verdict runs are
+    # in the first chosen setting's folder
+    folders[BASELINE] = selection["ranking"][0]["setting"]
     rows = []
     for entry in [{"name": BASELINE, "setting": "A"}, *selection["ranking"][:2]]:
         first = {int(s): v for s, v in stored[entry["setting"]]["scores"][entry["name"]].items()}
-        # the baseline reads only the schedule's finetune section, the same in every setting: its verdict
-        # runs are in the first chosen setting's folder
-        folder = root / f"verdict_{(selection['ranking'][0] if entry['name'] == BASELINE else entry)['setting'].lower()}"
+        folder = root / f"verdict_{folders[entry['name']].lower()}"
         again = method_scores(load_validation_records(folder)).get(entry["name"], {})
         rows += [{"method": entry["name"], "setting": entry["setting"], "split": split, "selection_run": first[split],
                   "verdict_run": again[split], "difference": again[split] - first[split]}
@@ -450,7 +452,7 @@ def repeat_noise(root: Path, out: Path) -> dict:
               "null_half_width": {str(n): h for n, h in floor.items()},
               "note": "run_sd = sd of the differences / sqrt(2); null_half_width[n]: the half-width of the 95 % "
                       "t-interval of a paired difference over n splits from this noise alone"}
-    (out / "repeats.json").write_text(json.dumps(result, indent=2) + "\n")
+    write_json(out / "repeats.json", result)
     lines = ["| method | setting | split | selection run | verdict run | difference |", "|---|---|---|---|---|---|"]
     lines += [f"| {r['method']} | {r['setting']} | {r['split']} | {100 * r['selection_run']:.2f} | "
               f"{100 * r['verdict_run']:.2f} | {100 * r['difference']:+.2f} |" for r in rows]
@@ -458,7 +460,7 @@ def repeat_noise(root: Path, out: Path) -> dict:
             f"largest {100 * result['max_abs_difference']:.2f} points; one run's sd {100 * sigma:.2f} points. "
             "From this noise alone a paired difference has a 95 % half-width of about "
             + " and ".join(f"{100 * h:.1f} points over {n} splits" for n, h in floor.items()) + ".\n")
-    (out / "repeats.md").write_text("# Issue #30: runs trained twice (1 labeled scan, validation scans)\n\n" + text)
+    write_text(out / "repeats.md", "# Issue #30: runs trained twice (1 labeled scan, validation scans)\n\n" + text)
     print(text)
     return result
 
@@ -486,9 +488,7 @@ def report(root: Path, out: Path) -> None:
                               if (out / "repeats.json").is_file() else None,
                               "note": "added by benchmarks/semisupervised_selection.py --report; the same as "
                                       "selection.json, length.json, arms.json and repeats.json beside this file"}
-        tmp = out / "results.json.tmp"
-        tmp.write_text(json.dumps(results, indent=2) + "\n")
-        tmp.replace(out / "results.json")
+        write_json(out / "results.json", results)
     lines = ["| fine-tuning iterations | schedule | baseline mean Dice | method - baseline, points [95 % CI] | above / below "
              "| pixels past the threshold, last epoch |", "|---|---|---|---|---|---|"]
     for row in rows:
