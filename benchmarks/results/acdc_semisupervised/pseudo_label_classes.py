@@ -3,23 +3,28 @@
 Run: PYTHONPATH=/work/runs30 .venv/bin/python benchmarks/results/acdc_semisupervised/pseudo_label_classes.py
 (the runs' checkout at 406bb8e; output in pseudo_label_classes.txt). With --student: the median confidence of
 the student and of the EMA teacher on pixels they label background / foreground, splits 0, 3 and 5
-(output in student_confidence.txt)."""
+(output in student_confidence.txt). With --folder length_1000 --folds 0 1 2 3: the length study's runs at 1,000
+iterations instead (output in pseudo_label_classes_len1000.txt)."""
+import argparse
 import glob
 import os
-import sys
 
 import torch
 
 os.environ.update(nnUNet_raw="/work/main/quality_runs/acdc_semi/nnUNet_raw",
                   nnUNet_preprocessed="/work/main/quality_runs/acdc_semi/nnUNet_preprocessed",
                   nnUNet_results="/tmp/diag/results", nnUNet_extTrainer="/work/runs30/trainers", nnUNet_n_proc_DA="0",
-                  nnUNet_def_n_proc="1", SPCL_SCHEDULE="/work/runs30/benchmarks/schedules/acdc_semi_b.json")
+                  nnUNet_def_n_proc="1")
+# the runs' folder under quality_runs/acdc_semi -> the schedule they trained under
+SCHEDULES = {"verdict_b": "acdc_semi_b", "length_1000": "acdc_semi_b_len1000", "length_2000": "acdc_semi_b_len2000"}
 
-def trainer_of(fold: int):
-    """The FixMatchTrainer of the verdict's run of ``fold`` with its final student and teacher, loaders ready."""
+
+def trainer_of(fold: int, folder: str = "verdict_b"):
+    """The FixMatchTrainer of ``folder``'s run of ``fold`` with its final student and teacher, loaders ready."""
     from nnunetv2.run.run_training import get_trainer_from_args
 
-    ck = glob.glob(f"/work/main/quality_runs/acdc_semi/verdict_b/runs/fixmatch/fold_{fold}/*/*/fold_{fold}/checkpoint_final.pth")[0]
+    os.environ["SPCL_SCHEDULE"] = f"/work/runs30/benchmarks/schedules/{SCHEDULES[folder]}.json"
+    ck = glob.glob(f"/work/main/quality_runs/acdc_semi/{folder}/runs/fixmatch/fold_{fold}/*/*/fold_{fold}/checkpoint_final.pth")[0]
     t = get_trainer_from_args("910", "2d", fold, "FixMatchTrainer", device=torch.device("cpu"))
     t.initialize()
     c = torch.load(ck, map_location="cpu", weights_only=False)
@@ -45,15 +50,20 @@ def student_against_teacher() -> None:
 
 
 if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--student", action="store_true")
+    parser.add_argument("--folder", choices=list(SCHEDULES), default="verdict_b")
+    parser.add_argument("--folds", type=int, nargs="+", default=list(range(8)))
+    args = parser.parse_args()
     torch.set_num_threads(1)
-    if "--student" in sys.argv:
+    if args.student:
         student_against_teacher()
-        sys.exit()
+        raise SystemExit
     tau = 0.95
     total = torch.zeros(4)
     confident = torch.zeros(4)
-    for fold in range(8):
-        t = trainer_of(fold)
+    for fold in args.folds:
+        t = trainer_of(fold, args.folder)
         fold_total, fold_conf, background = torch.zeros(4), torch.zeros(4), []
         for _ in range(4):
             p = t.weak_view_probabilities(next(t.dataloader_unlabeled)["data"])
