@@ -376,7 +376,7 @@ class FixMatchTrainer(MeanTeacherTrainer):
     unlabeled_weight: float = 1.0             # lambda_u (FixMatch: 1)
     cutmix_probability: float = 0.5           # per image (UniMatch: 0.5)
     strong_intensity: bool = True
-    ema_decay = 0.99
+    ema_decay = 0.999                         # issue #30's selection chose 0.999 (setting B) over 0.99
     log_panels = [(("supervised_loss",), ("pseudo_label_loss",)), (("mask_ratio", "rampup_weight"), ("ema_decay",))]
 
     def initialize(self):
