@@ -392,6 +392,7 @@ def length_study(root: Path, selection: dict, variant: str | None = None) -> lis
             rows.append({"iterations": iterations, "method": best["name"], "setting": best["setting"],
                          "arm": variant or "L0",
                          "baseline_mean": sum(r["mean_dice"] for r in by[BASELINE].values()) / len(by[BASELINE]),
+                         "method_mean": sum(by[best["name"]][s]["mean_dice"] for s in gain["splits"]) / gain["n"],
                          # each split's test Dice, for the per-split table of docs/results.md
                          "scores": {m: {str(s): by[m][s]["mean_dice"] for s in gain["splits"]} for m in by},
                          "last_epoch_mask_ratio": last_epoch_mask_ratio([by[best["name"]][s] for s in gain["splits"]]),

@@ -245,6 +245,7 @@ def test_report_puts_every_table_of_the_comparison_in_results_json(tmp_path: Pat
     assert rows[1]["mean_difference"] == pytest.approx(-0.005) and (rows[1]["above"], rows[1]["below"]) == (2, 1)
     assert rows[1]["scores"] == {"baseline": {str(s): d for s, d in baseline.items()},
                                  "fixmatch": {"0": 0.52, "1": 0.31, "2": 0.60, "3": 0.50}}
+    assert rows[1]["method_mean"] == pytest.approx(0.4825)
     assert results["issue30"]["repeats"] == {"run_sd": 0.03} and results["issue30"]["arms"] is None
     assert results["issue30"]["selection"]["best"] == "fixmatch"
     assert json.loads((out / "length.json").read_text()) == rows
