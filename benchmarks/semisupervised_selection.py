@@ -199,7 +199,7 @@ def write_schedule(schedules: Path, name: str, description: str, base: dict, fin
                 "semisupervised": {**base["semisupervised"], **(semisupervised or {})}}
     path = schedules / f"{name}.json"
     if not path.is_file():
-        path.write_text(json.dumps(schedule, indent=2) + "\n")
+        write_json(path, schedule)
     return path.name
 
 
@@ -298,7 +298,7 @@ def choose_arm(root: Path, out: Path, selection: dict, schedules: Path) -> dict:
               "evaluated_on": "validation", "method": best, "reference_schedule": reference["name"],
               "changes": {arm: change for arm, change in changes.items() if change is not None},
               "skipped": arm_skipped(changes, reference), "hypotheses": ARM_HYPOTHESES, **decision}
-    (out / "arms.json").write_text(json.dumps(result, indent=2) + "\n")
+    write_json(out / "arms.json", result)
     rows = ["| arm | change | hypothesis | mean validation Dice | − L0, points [95 % CI] | − baseline, points |",
             "|---|---|---|---|---|---|"]
     for arm in decision["candidates"]:
@@ -308,7 +308,7 @@ def choose_arm(root: Path, out: Path, selection: dict, schedules: Path) -> dict:
                     f"{ARM_HYPOTHESES.get(arm, 'the reference')} | {100 * decision['mean'][arm]:.2f} | "
                     + (f"{100 * versus['mean_difference']:+.2f}" + (f" [{100 * ci[0]:+.2f}, {100 * ci[1]:+.2f}]" if ci else "")
                        if versus else "") + f" | {100 * decision['versus_baseline'][arm]['mean_difference']:+.2f} |")
-    (out / "arms.md").write_text(f"# Issue #30: length arms of {best} at {max(LENGTHS)} iterations (1 labeled x splits "
+    write_text(out / "arms.md", f"# Issue #30: length arms of {best} at {max(LENGTHS)} iterations (1 labeled x splits "
                                  "0-3, validation scans)\n\n" + "\n".join(rows) + f"\n\nchosen: {decision['chosen']} "
                                  f"({decision['reason']})\n")
     return result
@@ -482,7 +482,7 @@ def report(root: Path, out: Path) -> None:
     rows = length_study(root, selection)
     if arms is not None and arms["chosen"] != "L0":
         rows += length_study(root, selection, arms["chosen"])
-    (out / "length.json").write_text(json.dumps(rows, indent=2) + "\n")
+    write_json(out / "length.json", rows)
     # results.json (the experiment's, of the best method's setting) also holds the other tables' numbers
     if (out / "results.json").is_file():
         results = json.loads((out / "results.json").read_text())
@@ -501,7 +501,7 @@ def report(root: Path, out: Path) -> None:
                      f"{100 * row['baseline_mean']:.2f} | {100 * row['mean_difference']:+.2f} "
                      + (f"[{100 * ci[0]:+.2f}, {100 * ci[1]:+.2f}]" if ci else "") + f" | {row['above']} / {row['below']} | "
                      + (f"{100 * mask:.2f} %" if mask is not None else "–") + " |")
-    (out / "length.md").write_text(f"# Issue #30: {selection['best']} against the baseline by training length "
+    write_text(out / "length.md", f"# Issue #30: {selection['best']} against the baseline by training length "
                                    "(1 labeled scan, splits 0-3, test scans)\n\n" + "\n".join(lines) + "\n")
     print("\n".join(lines))
     if rows:
@@ -580,9 +580,9 @@ def main() -> None:
             print(line)
         return
     selection = select(args.out)
-    (args.out / "selection.json").write_text(json.dumps(selection, indent=2) + "\n")
+    write_json(args.out / "selection.json", selection)
     text = table(selection)
-    (args.out / "selection.md").write_text("# Issue #30: selection on the validation scans (1 labeled x splits 0-3)\n\n"
+    write_text(args.out / "selection.md", "# Issue #30: selection on the validation scans (1 labeled x splits 0-3)\n\n"
                                            + text)
     print(text + f"verdict: {', '.join(selection['verdict_methods'])}; length study: {selection['best']}")
 
