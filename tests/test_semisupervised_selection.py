@@ -250,3 +250,14 @@ def test_report_puts_every_table_of_the_comparison_in_results_json(tmp_path: Pat
     assert results["issue30"]["selection"]["best"] == "fixmatch"
     assert json.loads((out / "length.json").read_text()) == rows
     assert "| 1000 | setting B |" in (out / "length.md").read_text() and (out / "length.png").is_file()
+
+
+def test_fixmatch_default_ema_decay_is_the_committed_selections_choice() -> None:
+    """FixMatchTrainer's class default is the EMA decay of the setting the selection chose for `fixmatch`."""
+    from spcl_nnunet.training.semisupervised import FixMatchTrainer
+
+    module = selection_module()
+    chosen = next(e["setting"] for e in json.loads((RESULTS / "selection.json").read_text())["ranking"]
+                  if e["name"] == "fixmatch")
+    schedule = json.loads((REPO / "benchmarks" / "schedules" / module.SETTINGS[chosen]).read_text())
+    assert FixMatchTrainer.ema_decay == schedule["semisupervised"]["ema_decay"] == 0.999
