@@ -31,6 +31,8 @@ the later stages. See benchmarks/README.md, "Issue #30".
         -> the verdict's results.json / results.md (per chosen setting) copied into --out, and the length
            study's paired differences (length.json, length.md, length.png); results.json then also holds
            the selection, the length study, the arms and the repeats under "issue30"
+           (a run whose folder is gone keeps its Dice from the committed length.json, else from the
+           "finished" line of progress.log, to 2 decimals; the row names the runs taken from the log)
 """
 
 from __future__ import annotations
@@ -58,6 +60,8 @@ LENGTHS = {1000: 50, 2000: 100}     # iterations -> fine-tuning epochs of 20 ite
 SCORES = "selection_scores.json"   # {"settings": {setting: {"source": ..., "scores": {method: {split: Dice}}}}}
 FINISHED = re.compile(r"finished (?P<method>[\w-]+), (?P<labeled>\d+) labeled, split (?P<split>\d+) \(fold \d+\): "
                       r"validation Dice (?P<dice>[\d.]+) %")
+FINISHED_TEST = re.compile(r"finished (?P<method>[\w-]+), (?P<labeled>\d+) labeled, split (?P<split>\d+) "
+                           r"\(fold \d+\): Dice (?P<dice>[\d.]+) %")
 
 
 def read_scores(out: Path) -> dict:
@@ -82,19 +86,25 @@ def collect(root: Path, out: Path, settings: list[str]) -> None:
     write_scores(out, found)
 
 
-def scores_from_log(text: str, setting: str) -> dict[str, dict[int, float]]:
-    """``{method: {split: Dice}}`` at 1 labeled scan from the "finished" lines of the log's sections
-    ``=== selection_<x>``; a later line of the same run (a resumed stage reuses it) wins."""
+def logged_scores(text: str, section: str, finished: re.Pattern = FINISHED) -> dict[str, dict[int, float]]:
+    """``{method: {split: Dice}}`` at 1 labeled scan from the ``finished`` lines of the log's sections
+    ``=== <section>`` (validation scores; FINISHED_TEST: test scores); a later line of the same run (a
+    resumed stage reuses it) wins."""
     scores: dict[str, dict[int, float]] = {}
-    section = None
+    current = None
     for line in text.splitlines():
         if line.startswith("=== "):
-            section = line.split()[1]
+            current = line.split()[1]
             continue
-        match = FINISHED.search(line)
-        if section == f"selection_{setting.lower()}" and match and match["labeled"] == "1":
+        match = finished.search(line)
+        if current == section and match and match["labeled"] == "1":
             scores.setdefault(match["method"], {})[int(match["split"])] = round(float(match["dice"]) / 100, 6)
     return scores
+
+
+def scores_from_log(text: str, setting: str) -> dict[str, dict[int, float]]:
+    """A selection setting's validation scores from the log's sections ``=== selection_<x>``."""
+    return logged_scores(text, f"selection_{setting.lower()}")
 
 
 def recover_from_log(out: Path, settings: list[str]) -> None:
@@ -262,11 +272,11 @@ def gain_shrinks(rows: list[dict]) -> bool:
     return by[max(LENGTHS)] < by[400]
 
 
-def arms_plan(root: Path, selection: dict, schedules: Path) -> list[str]:
+def arms_plan(root: Path, out: Path, selection: dict, schedules: Path) -> list[str]:
     """L0 (the length-2000 runs, scored on their validation scans, with the baseline's) and the
     arms that apply, each in its own folder; nothing when the gain does not shrink."""
     best = selection["ranking"][0]
-    if not gain_shrinks(length_study(root, selection)):
+    if not gain_shrinks(length_study(root, out, selection)):
         return []
     reference = length_schedule(schedules, best["setting"], max(LENGTHS))
     base = json.loads((schedules / reference).read_text())
@@ -372,10 +382,42 @@ def test_records(folder: Path) -> list[dict]:
     return data["runs"]
 
 
-def length_study(root: Path, selection: dict, variant: str | None = None) -> list[dict]:
+def length_runs(folder: Path, out: Path, iterations: int, arm: str, methods: tuple[str, ...]) -> dict[str, dict[int, dict]]:
+    """Each method's test run per split (1 labeled scan, splits 0-3) at one length, from the first source
+    that has it: the run folder's results.json; the committed length.json (a run whose folder a new
+    checkout lacks); the ``finished`` line in progress.log's section ``=== <folder name>`` (Dice to 2
+    decimals, for a run whose folder was lost before any report). A record from the log has
+    ``"from_log": True``, kept when length.json carries it on."""
+    runs: dict[str, dict[int, dict]] = {m: {} for m in methods}
+
+    def add(method: str, split: int, record: dict) -> None:
+        if method in runs and split in SPLITS:
+            runs[method].setdefault(split, record)
+
+    if (folder / "results.json").is_file():
+        for record in test_records(folder):
+            if int(record["num_labeled"]) == 1:
+                add(record["method"], int(record["split"]), record)
+    committed = out / "length.json"
+    for row in json.loads(committed.read_text()) if committed.is_file() else []:
+        if row["iterations"] == iterations and row["arm"] == arm:
+            for method, by_split in row.get("scores", {}).items():
+                logged = row.get("from_log", {}).get(method, [])
+                for split, dice in by_split.items():
+                    add(method, int(split), {"mean_dice": dice, "from_log": int(split) in logged,
+                                             "committed_mask_ratio": row.get("last_epoch_mask_ratio"),
+                                             "committed_mask_runs": row.get("mask_ratio_runs", row.get("n"))})
+    log = out / "progress.log"
+    for method, by_split in logged_scores(log.read_text(), folder.name, FINISHED_TEST).items() if log.is_file() else ():
+        for split, dice in by_split.items():
+            add(method, split, {"mean_dice": dice, "from_log": True})
+    return runs
+
+
+def length_study(root: Path, out: Path, selection: dict, variant: str | None = None) -> list[dict]:
     """Paired difference (best method - baseline, 1 labeled scan, splits 0-3) at each length: 400
     iterations from the verdict's runs, the others from the length runs; with ``variant`` (a chosen
-    length arm) from the fix runs at 400 and 2,000 iterations."""
+    length arm) from the fix runs at 400 and 2,000 iterations. Runs come from ``length_runs``."""
     best = selection["ranking"][0]
     if variant is None:
         folders = {400: root / f"verdict_{best['setting'].lower()}", **{n: root / f"length_{n}" for n in LENGTHS}}
@@ -383,20 +425,25 @@ def length_study(root: Path, selection: dict, variant: str | None = None) -> lis
         folders = {n: root / f"fix_{n}" for n in (400, max(LENGTHS))}
     rows = []
     for iterations, folder in folders.items():
-        if not (folder / "results.json").is_file():
-            continue
-        runs = [r for r in test_records(folder) if int(r["num_labeled"]) == 1 and int(r["split"]) in range(4)]
-        by = {m: {int(r["split"]): r for r in runs if r["method"] == m} for m in (BASELINE, best["name"])}
+        by = length_runs(folder, out, iterations, variant or "L0", (BASELINE, best["name"]))
         gain = paired_difference(by[best["name"]], by[BASELINE])
-        if gain is not None:
-            rows.append({"iterations": iterations, "method": best["name"], "setting": best["setting"],
-                         "arm": variant or "L0",
-                         "baseline_mean": sum(r["mean_dice"] for r in by[BASELINE].values()) / len(by[BASELINE]),
-                         "method_mean": sum(by[best["name"]][s]["mean_dice"] for s in gain["splits"]) / gain["n"],
-                         # each split's test Dice, for the per-split table of docs/results.md
-                         "scores": {m: {str(s): by[m][s]["mean_dice"] for s in gain["splits"]} for m in by},
-                         "last_epoch_mask_ratio": last_epoch_mask_ratio([by[best["name"]][s] for s in gain["splits"]]),
-                         **gain})
+        if gain is None:
+            continue
+        method_runs = [by[best["name"]][s] for s in gain["splits"]]
+        # the mask ratio over the runs whose checkpoint is here; else the committed row's
+        with_checkpoint = [r for r in method_runs if Path(r.get("checkpoint", {}).get("path", "")).is_file()]
+        mask, mask_runs = (last_epoch_mask_ratio(with_checkpoint), len(with_checkpoint)) if with_checkpoint else \
+            (method_runs[0].get("committed_mask_ratio"), method_runs[0].get("committed_mask_runs"))
+        from_log = {m: sorted(s for s in gain["splits"] if by[m][s].get("from_log")) for m in by}
+        rows.append({"iterations": iterations, "method": best["name"], "setting": best["setting"],
+                     "arm": variant or "L0",
+                     "baseline_mean": sum(r["mean_dice"] for r in by[BASELINE].values()) / len(by[BASELINE]),
+                     "method_mean": sum(r["mean_dice"] for r in method_runs) / gain["n"],
+                     # each split's test Dice, for the per-split table of docs/results.md
+                     "scores": {m: {str(s): by[m][s]["mean_dice"] for s in gain["splits"]} for m in by},
+                     **({"from_log": {m: v for m, v in from_log.items() if v}} if any(from_log.values()) else {}),
+                     "last_epoch_mask_ratio": mask, "mask_ratio_runs": mask_runs if mask is not None else None,
+                     **gain})
     return rows
 
 
@@ -479,9 +526,9 @@ def report(root: Path, out: Path) -> None:
                 shutil.copyfile(folder / name, target)
                 print(f"copied {folder / name} -> {target}")
     arms = json.loads((out / "arms.json").read_text()) if (out / "arms.json").is_file() else None
-    rows = length_study(root, selection)
+    rows = length_study(root, out, selection)
     if arms is not None and arms["chosen"] != "L0":
-        rows += length_study(root, selection, arms["chosen"])
+        rows += length_study(root, out, selection, arms["chosen"])
     write_json(out / "length.json", rows)
     # results.json (the experiment's, of the best method's setting) also holds the other tables' numbers
     if (out / "results.json").is_file():
@@ -500,7 +547,15 @@ def report(root: Path, out: Path) -> None:
         lines.append(f"| {row['iterations']} | {'setting ' + row['setting'] if row['arm'] == 'L0' else 'arm ' + row['arm']} | "
                      f"{100 * row['baseline_mean']:.2f} | {100 * row['mean_difference']:+.2f} "
                      + (f"[{100 * ci[0]:+.2f}, {100 * ci[1]:+.2f}]" if ci else "") + f" | {row['above']} / {row['below']} | "
-                     + (f"{100 * mask:.2f} %" if mask is not None else "–") + " |")
+                     + (f"{100 * mask:.2f} %" if mask is not None else "–")
+                     + (f" ({row['mask_ratio_runs']} of {row['n']} runs)" if mask is not None
+                        and row.get("mask_ratio_runs") not in (None, row["n"]) else "") + " |")
+    logged = [f"{row['iterations']} iterations: " + "; ".join(f"{m} split(s) {', '.join(map(str, splits))}"
+                                                              for m, splits in row["from_log"].items())
+              for row in rows if row.get("from_log")]
+    if logged:
+        lines += ["", "Runs whose Dice is the \"finished\" line of progress.log (2 decimals; their run folders were "
+                      "lost with the checkout of a session that was cut off): " + ". ".join(logged) + "."]
     write_text(out / "length.md", f"# Issue #30: {selection['best']} against the baseline by training length "
                                    "(1 labeled scan, splits 0-3, test scans)\n\n" + "\n".join(lines) + "\n")
     print("\n".join(lines))
@@ -567,7 +622,7 @@ def main() -> None:
             result = choose_arm(args.root, args.out, selection, schedules)
             print((args.out / "arms.md").read_text() + f"chosen: {result['chosen']}")
         elif args.plan == "arms":
-            lines = arms_plan(args.root, selection, schedules)
+            lines = arms_plan(args.root, args.out, selection, schedules)
             if not lines:
                 print("the gain at 2000 iterations is not below the gain at 400: no length arms", file=sys.stderr)
         elif args.plan == "fix":

@@ -142,10 +142,10 @@ def test_arms_run_only_when_the_gain_shrinks_and_the_rule_picks_among_them(tmp_p
                                                "fixmatch": {s: d + 0.05 for s, d in baseline.items()}})
     write_results(root / "length_2000", "test", {"baseline": baseline,
                                                  "fixmatch": {s: d + 0.06 for s, d in baseline.items()}})
-    assert module.arms_plan(root, fixmatch_at_b(), schedules) == []          # +6 at 2000 >= +5 at 400
+    assert module.arms_plan(root, out, fixmatch_at_b(), schedules) == []          # +6 at 2000 >= +5 at 400
     write_results(root / "length_2000", "test", {"baseline": baseline,
                                                  "fixmatch": {s: d - 0.02 for s, d in baseline.items()}})
-    lines = module.arms_plan(root, fixmatch_at_b(), schedules)
+    lines = module.arms_plan(root, out, fixmatch_at_b(), schedules)
     assert [line.split()[:2] for line in lines] == [
         ["length_2000", "acdc_semi_b_len2000.json"], ["arm_l1", "acdc_semi_b_len2000_l1.json"],
         ["arm_l2", "acdc_semi_b_len2000_l2.json"], ["arm_l4", "acdc_semi_b_len2000_l4.json"]]
@@ -250,6 +250,49 @@ def test_report_puts_every_table_of_the_comparison_in_results_json(tmp_path: Pat
     assert results["issue30"]["selection"]["best"] == "fixmatch"
     assert json.loads((out / "length.json").read_text()) == rows
     assert "| 1000 | setting B |" in (out / "length.md").read_text() and (out / "length.png").is_file()
+
+
+def test_report_keeps_runs_whose_folders_are_gone_from_length_json_then_progress_log(tmp_path: Path) -> None:
+    module = selection_module()
+    root, out = tmp_path / "runs", tmp_path / "out"
+    out.mkdir()
+    (out / "selection.json").write_text(json.dumps({**fixmatch_at_b(), "best": "fixmatch"}))
+    committed_400 = {"iterations": 400, "method": "fixmatch", "setting": "B", "arm": "L0", "n": 4,
+                     "last_epoch_mask_ratio": 0.0034,
+                     "scores": {"baseline": {"0": 0.6, "1": 0.4, "2": 0.7, "3": 0.5},
+                                "fixmatch": {"0": 0.5, "1": 0.4, "2": 0.6, "3": 0.5}}}
+    (out / "length.json").write_text(json.dumps([committed_400]))    # verdict_b's folder is gone
+    # length 2,000: a session was cut off after 4 runs; the next one trained the other 4 in a new folder
+    (out / "progress.log").write_text("\n".join([
+        "=== length_1000 (2026-12-06T01:00:00Z)",
+        "[0:30:00] [1/8] finished baseline, 1 labeled, split 0 (fold 0): Dice 11.00 % (training trained)",
+        "=== length_2000 (2026-12-07T05:12:00Z)",
+        "[0:31:20] [1/8] finished baseline, 1 labeled, split 0 (fold 0): Dice 58.00 % (training trained)",
+        "[0:57:16] [2/8] finished fixmatch, 1 labeled, split 0 (fold 0): Dice 75.42 % (training trained)",
+        "[1:01:34] [3/8] finished baseline, 1 labeled, split 1 (fold 1): Dice 48.88 % (training trained)",
+        "[1:31:05] [4/8] finished baseline, 2 labeled, split 2 (fold 6): Dice 90.00 % (training trained)",
+        "[1:31:05] [4/8] finished baseline, 1 labeled, split 2 (fold 2): validation Dice 99.00 % (training trained)",
+        "[1:31:05] [4/8] finished baseline, 1 labeled, split 2 (fold 2): Dice 82.60 % (training trained)",
+    ]) + "\n")
+    write_results(root / "length_2000", "test", {"baseline": {3: 0.55, 2: 0.80},
+                                                 "fixmatch": {1: 0.60, 2: 0.85, 3: 0.65}})
+    module.report(root, out)
+    rows = json.loads((out / "length.json").read_text())
+    assert [r["iterations"] for r in rows] == [400, 2000]
+    assert rows[0]["mean_difference"] == pytest.approx(-0.05) and rows[0]["last_epoch_mask_ratio"] == 0.0034
+    assert rows[0]["scores"] == committed_400["scores"] and "from_log" not in rows[0]
+    # the folder's run wins over the log's line (baseline split 2); the 1,000 section and other lines are not read
+    assert rows[1]["scores"] == {"baseline": {"0": 0.58, "1": 0.4888, "2": 0.80, "3": 0.55},
+                                 "fixmatch": {"0": 0.7542, "1": 0.60, "2": 0.85, "3": 0.65}}
+    assert rows[1]["from_log"] == {"baseline": [0, 1], "fixmatch": [0]}
+    assert rows[1]["mean_difference"] == pytest.approx((0.1742 + 0.1112 + 0.05 + 0.10) / 4)
+    assert "2000 iterations: baseline split(s) 0, 1; fixmatch split(s) 0." in (out / "length.md").read_text()
+    # a later checkout without the folder and the log: the same rows from the committed length.json
+    (out / "progress.log").unlink()
+    import shutil
+    shutil.rmtree(root)
+    module.report(root, out)
+    assert json.loads((out / "length.json").read_text()) == rows
 
 
 def test_fixmatch_default_ema_decay_is_the_committed_selections_choice() -> None:
