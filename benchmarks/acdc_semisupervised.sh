@@ -12,6 +12,8 @@
 #   bash benchmarks/acdc_semisupervised.sh choose-arm  # the committed rule over the arms -> arms.json / .md
 #   bash benchmarks/acdc_semisupervised.sh fix         # if an arm won: the best method with it at 400 / 2000, test scans
 #   bash benchmarks/acdc_semisupervised.sh all         # selection, select, verdict, repeats, length, report, arms, choose-arm, fix, report
+# A stage whose results are committed under benchmarks/results/acdc_semisupervised is not run again (a new
+# checkout has no run folders).
 # Working folders under quality_runs/acdc_semi (SPCL_QUALITY_DIR to move it); each stage appends to
 # benchmarks/results/acdc_semisupervised/progress.log (SPCL_RESULTS_DIR to move it). SPCL_JOBS (default 2)
 # trainings at once. Runs that take hours should use a checkout of their own, fixed at one commit, so

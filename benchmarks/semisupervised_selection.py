@@ -53,6 +53,7 @@ SETTINGS = {"A": "acdc_semi_a.json", "B": "acdc_semi_b.json", "C": "acdc_semi_c.
 METHODS = ("mean-teacher", "spcon-mt", "spcon-mt-pretrained", "fixmatch", "fixmatch-pretrained")   # tie order
 BASELINE = "baseline"
 SPLITS = (0, 1, 2, 3)                # 1 labeled scan x splits 0-3
+VERDICT_RUNS = {1: range(8), 2: range(4)}   # labeled scans -> splits of the verdict
 ONE_LABELED = "--labeled 1 --splits " + " ".join(map(str, SPLITS))   # experiment arguments for those runs
 LENGTHS = {1000: 50, 2000: 100}     # iterations -> fine-tuning epochs of 20 iterations (400: the verdict's runs)
 
@@ -177,17 +178,41 @@ def verdict_settings(selection: dict) -> dict[str, list[str]]:
     return by_setting
 
 
-def plan(selection: dict, stage: str, schedules: Path) -> list[str]:
-    """Experiment lines: (workdir, schedule file, arguments)."""
+def committed_verdict(out: Path, by_setting: dict[str, list[str]]) -> bool:
+    """Whether the committed results (results.json, results_setting_<x>.json) hold every verdict run."""
+    runs = set()
+    for path in [out / "results.json", *out.glob("results_setting_*.json")]:
+        data = json.loads(path.read_text()) if path.is_file() else {}
+        if data.get("evaluated_on") == "test":
+            runs |= {(r["method"], int(r["num_labeled"]), int(r["split"])) for r in data["runs"]}
+    needed = {(m, labeled, split) for methods in by_setting.values() for m in (BASELINE, *methods)
+              for labeled, splits in VERDICT_RUNS.items() for split in splits}
+    return needed <= runs
+
+
+def committed_lengths(out: Path) -> set[int]:
+    """The lengths whose paired difference over all of splits 0-3 is in the committed length.json."""
+    path = out / "length.json"
+    rows = json.loads(path.read_text()) if path.is_file() else []
+    return {r["iterations"] for r in rows if r["arm"] == "L0" and r["splits"] == list(SPLITS)}
+
+
+def plan(selection: dict, stage: str, schedules: Path, out: Path | None = None) -> list[str]:
+    """Experiment lines: (workdir, schedule file, arguments). With ``out``, what its committed results
+    already hold is not planned again (a new checkout has no run folders: the committed files are
+    what survives a cut-off session)."""
     by_setting = verdict_settings(selection)
+    if out is not None and (stage == "verdict" and committed_verdict(out, by_setting)
+                            or stage == "repeats" and (out / "repeats.json").is_file()):
+        return []
     if stage == "verdict":
         lines = []
         for number, (setting, methods) in enumerate(by_setting.items()):
             if number:   # the baseline's finished runs of the first setting's folder, reused here
                 lines.append(f"share verdict_{next(iter(by_setting)).lower()} verdict_{setting.lower()}")
-            for labeled, splits in ((1, "0 1 2 3 4 5 6 7"), (2, "0 1 2 3")):
+            for labeled, splits in VERDICT_RUNS.items():
                 lines.append(f"verdict_{setting.lower()} {SETTINGS[setting]} --methods {BASELINE} {' '.join(methods)} "
-                             f"--labeled {labeled} --splits {splits} --evaluate test")
+                             f"--labeled {labeled} --splits {' '.join(map(str, splits))} --evaluate test")
         return lines
     if stage == "repeats":   # the verdict's trainings at 1 labeled x splits 0-3, scored on their validation scans
         return [f"verdict_{setting.lower()} {SETTINGS[setting]} --methods {BASELINE} {' '.join(methods)} {ONE_LABELED} "
@@ -195,6 +220,8 @@ def plan(selection: dict, stage: str, schedules: Path) -> list[str]:
     best = selection["ranking"][0]
     lines = []
     for iterations in LENGTHS:
+        if out is not None and iterations in committed_lengths(out):
+            continue
         name = length_schedule(schedules, best["setting"], iterations)
         lines.append(f"length_{iterations} {name} --methods {BASELINE} {best['name']} {ONE_LABELED} --evaluate test")
     return lines
@@ -630,7 +657,9 @@ def main() -> None:
             if not lines:
                 print("no arm beat L0 on the validation scans (or no arms ran): nothing to rerun", file=sys.stderr)
         else:
-            lines = plan(selection, args.plan, schedules)
+            lines = plan(selection, args.plan, schedules, args.out)
+            if not lines:
+                print(f"{args.plan}: its results are committed in {args.out}; nothing to run", file=sys.stderr)
         for line in lines:
             print(line)
         return

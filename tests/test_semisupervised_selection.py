@@ -65,6 +65,27 @@ def test_verdict_plan_shares_the_baseline_only_between_two_settings(tmp_path: Pa
     assert "--methods baseline fixmatch spcon-mt --labeled 2 --splits 0 1 2 3 --evaluate test" in one[1]
 
 
+def test_plans_skip_what_the_committed_results_hold(tmp_path: Path) -> None:
+    module = selection_module()
+    out, schedules = tmp_path / "out", schedules_copy(tmp_path)
+    out.mkdir()
+    both_b = selection_with({"fixmatch": "B", "spcon-mt": "B"})
+    verdict = {m: {s: 0.5 for s in range(8)} for m in ("baseline", "fixmatch", "spcon-mt")}
+    write_results(out, "test", verdict)                          # 1 labeled x 8 splits, but no 2-labeled runs
+    assert len(module.plan(both_b, "verdict", schedules, out)) == 2
+    runs = json.loads((out / "results.json").read_text())
+    runs["runs"] += [{"method": m, "num_labeled": 2, "split": s, "mean_dice": 0.6} for m in verdict for s in range(4)]
+    (out / "results.json").write_text(json.dumps(runs))
+    assert module.plan(both_b, "verdict", schedules, out) == []
+    assert module.plan(both_b, "verdict", schedules) != []      # without --out: everything
+    assert len(module.plan(both_b, "repeats", schedules, out)) == 1
+    (out / "repeats.json").write_text("{}")
+    assert module.plan(both_b, "repeats", schedules, out) == []
+    row = {"iterations": 1000, "arm": "L0", "splits": [0, 1, 2, 3]}
+    (out / "length.json").write_text(json.dumps([row, {**row, "iterations": 2000, "splits": [0]}]))
+    assert [line.split()[0] for line in module.plan(both_b, "length", schedules, out)] == ["length_2000"]
+
+
 def make_training(run: Path, fold: int, final: bool = True, validated: bool = True) -> Path:
     training = run / "Dataset910_SyntheticACDC" / "SPConBaselineTrainer__nnUNetPlans__2d" / f"fold_{fold}"
     (training / "validation").mkdir(parents=True)
