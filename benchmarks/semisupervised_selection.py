@@ -17,7 +17,7 @@ the later stages. See benchmarks/README.md, "Issue #30".
         -> the baseline's finished trainings of verdict folder FROM copied into TO
     ... --plan repeats
         -> the verdict folders' trainings at 1 labeled x splits 0-3 scored on their validation scans (for --repeats)
-    ... --plan arms          (only if the gain at 2,000 iterations is below the gain at 400)
+    ... --plan arms          (only if the gain at 2,000 iterations is below the gain at 1,000)
         -> L0 (the length-2000 runs scored on their validation scans) and the arms L1-L4 that apply
     ... --choose-arm
         -> the committed rule over L0 and the arms (validation scans): arms.json, arms.md
@@ -250,19 +250,21 @@ def length_schedule(schedules: Path, setting: str, iterations: int) -> str:
 
 # ------------------------------------------------------------------------------------- length arms
 # benchmarks/README.md, "Length arms": each arm changes one value of the best method's length-2000
-# schedule (L0); they run only if the gain at 2,000 iterations is below the gain at 400
+# schedule (L0); they run only if the gain at 2,000 iterations is below the gain at 1,000 (the trigger as
+# amended on 2026-12-07, "The gain fell from 1,000 to 2,000 iterations"; it was: below the gain at 400)
 ARM_HYPOTHESES = {
     "L1": "the unlabeled term at full weight for most of a long run pulls against a supervised signal that keeps improving",
     "L2": "at length, the unlabeled term outweighs one labeled scan",
     "L3": "the teacher follows the student too closely in a long run",
     "L4": "the unlabeled batch's share of each step's gradient is too large",
+    "L5": "at length the confident pixels are almost all background, so the unlabeled term pulls the student toward background",
 }
 ARM_DECAY = 0.998              # L3's EMA decay; dropped where the setting's decay is at least this
 UNLABELED_WEIGHT_KEYS = ("unlabeled_weight", "consistency_weight")   # FixMatch-style; Mean Teacher family
 
 
 def arm_changes(method: str, schedule: dict) -> dict[str, dict[str, object] | None]:
-    """``{arm: {semisupervised key: value}}`` for L1-L4 on ``method`` under the length-2000
+    """``{arm: {semisupervised key: value}}`` for L1-L5 on ``method`` under the length-2000
     ``schedule`` (None: the arm does not apply, see ``arm_skipped``). A value the schedule does not
     set is read from the method's trainer class (its default)."""
     from spcl_nnunet.experiment.methods import METHODS as REGISTRY, trainer_class
@@ -282,21 +284,27 @@ def arm_changes(method: str, schedule: dict) -> dict[str, dict[str, object] | No
         "L2": {weight_key: value(weight_key) / 2},
         "L3": {"ema_decay": ARM_DECAY} if value("ema_decay") < ARM_DECAY else None,
         "L4": {batch_key: value(batch_key) // 2},
+        # pseudo-label methods only (FixMatchTrainer's L_u^bal)
+        "L5": {"class_balanced_pseudo_labels": True} if hasattr(trainer, "class_balanced_pseudo_labels") else None,
     }
 
 
 def arm_skipped(changes: dict[str, dict | None], schedule: dict) -> dict[str, str]:
     """Why each arm of ``arm_changes`` that does not apply was dropped."""
-    return {arm: f"ema_decay is already {schedule['semisupervised'].get('ema_decay')} >= {ARM_DECAY}: a longer "
-                 "EMA horizon than the arm's" for arm, change in changes.items() if change is None}
+    reasons = {"L3": f"ema_decay is already {schedule['semisupervised'].get('ema_decay')} >= {ARM_DECAY}: a longer "
+                     "EMA horizon than the arm's",
+               "L5": "the method has no pseudo-labels to balance"}
+    return {arm: reasons[arm] for arm, change in changes.items() if change is None}
 
 
 def gain_shrinks(rows: list[dict]) -> bool:
+    """The amended trigger: the paired mean difference at 2,000 iterations below the one at 1,000."""
     by = {row["iterations"]: row["mean_difference"] for row in rows}
-    if 400 not in by or max(LENGTHS) not in by:
-        raise SystemExit(f"the length study has no paired difference at 400 and {max(LENGTHS)} iterations yet "
+    shorter, longest = sorted(LENGTHS)[-2:]
+    if shorter not in by or longest not in by:
+        raise SystemExit(f"the length study has no paired difference at {shorter} and {longest} iterations yet "
                          "(run 'acdc_semisupervised.sh length' and 'report')")
-    return by[max(LENGTHS)] < by[400]
+    return by[longest] < by[shorter]
 
 
 def arms_plan(root: Path, out: Path, selection: dict, schedules: Path) -> list[str]:
@@ -307,7 +315,7 @@ def arms_plan(root: Path, out: Path, selection: dict, schedules: Path) -> list[s
         return []
     reference = length_schedule(schedules, best["setting"], max(LENGTHS))
     base = json.loads((schedules / reference).read_text())
-    lines = [f"length_{max(LENGTHS)} {reference} --methods {BASELINE} {best['name']} {ONE_LABELED} --evaluate validation"]
+    lines = unscored_lines(root, out, f"length_{max(LENGTHS)}", reference, (BASELINE, best["name"]))
     for arm, change in arm_changes(best["name"], base).items():
         if change is None:
             continue
@@ -315,8 +323,40 @@ def arms_plan(root: Path, out: Path, selection: dict, schedules: Path) -> list[s
         name = write_schedule(schedules, f"{reference[:-len('.json')]}_{arm.lower()}",
                               f"issue #30 length arm {arm} ({ARM_HYPOTHESES[arm]}): {reference} with {changed}",
                               base, semisupervised=change)
-        lines.append(f"arm_{arm.lower()} {name} --methods {best['name']} {ONE_LABELED} --evaluate validation")
+        lines += unscored_lines(root, out, f"arm_{arm.lower()}", name, (best["name"],))
     return lines
+
+
+def unscored_lines(root: Path, out: Path, name: str, schedule: str, methods: tuple[str, ...]) -> list[str]:
+    """Experiment lines for the runs of ``methods`` x splits 0-3 of folder ``name`` that have no validation
+    score yet (in the folder or in progress.log): one line per set of missing splits, so that a stage
+    resumed from a new checkout trains only what no session finished."""
+    try:
+        scored = validation_scores(root, out, name)
+    except SystemExit:
+        scored = {}
+    missing: dict[tuple[int, ...], list[str]] = {}
+    for method in methods:
+        splits = tuple(s for s in SPLITS if s not in scored.get(method, {}))
+        if splits:
+            missing.setdefault(splits, []).append(method)
+    return [f"{name} {schedule} --methods {' '.join(group)} --labeled 1 --splits {' '.join(map(str, splits))} "
+            "--evaluate validation" for splits, group in missing.items()]
+
+
+def validation_scores(root: Path, out: Path, name: str) -> dict[str, dict[int, float]]:
+    """``{method: {split: validation Dice}}`` of the experiment folder ``root/name`` (its
+    validation_results.json); a run missing there (its folder lost with a checkout) from its "finished ...
+    validation Dice" line in progress.log's sections ``=== <name>`` (2 decimals)."""
+    folder, log = root / name, out / "progress.log"
+    scores = method_scores(load_validation_records(folder)) if (folder / "validation_results.json").is_file() else {}
+    for method, by_split in (logged_scores(log.read_text(), name) if log.is_file() else {}).items():
+        for split, dice in by_split.items():
+            scores.setdefault(method, {}).setdefault(split, dice)
+    if not scores:
+        raise SystemExit(f"no validation scores of {name}: neither {folder / 'validation_results.json'} nor a "
+                         f"finished validation run in {log}'s sections '=== {name}'")
+    return scores
 
 
 def choose_arm(root: Path, out: Path, selection: dict, schedules: Path) -> dict:
@@ -324,12 +364,12 @@ def choose_arm(root: Path, out: Path, selection: dict, schedules: Path) -> dict:
     best = selection["ranking"][0]["name"]
     reference = json.loads((schedules / length_schedule(schedules, selection["ranking"][0]["setting"],
                                                         max(LENGTHS))).read_text())
-    l0 = method_scores(load_validation_records(root / f"length_{max(LENGTHS)}"))
+    l0 = validation_scores(root, out, f"length_{max(LENGTHS)}")
     candidates = {"L0": l0[best]}
     changes = arm_changes(best, reference)
     for arm, change in changes.items():
         if change is not None:
-            candidates[arm] = method_scores(load_validation_records(root / f"arm_{arm.lower()}"))[best]
+            candidates[arm] = validation_scores(root, out, f"arm_{arm.lower()}")[best]
     decision = choose_on_validation(candidates, "L0", l0[BASELINE])
     result = {"rule": "benchmarks/README.md, Issue #30, Length arms (committed before any length run)",
               "evaluated_on": "validation", "method": best, "reference_schedule": reference["name"],
@@ -651,7 +691,7 @@ def main() -> None:
         elif args.plan == "arms":
             lines = arms_plan(args.root, args.out, selection, schedules)
             if not lines:
-                print("the gain at 2000 iterations is not below the gain at 400: no length arms", file=sys.stderr)
+                print("the gain at 2000 iterations is not below the gain at 1000: no length arms", file=sys.stderr)
         elif args.plan == "fix":
             lines = fix_plan(args.out, selection, schedules)
             if not lines:

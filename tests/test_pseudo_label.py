@@ -108,6 +108,30 @@ def test_threshold_keeps_exactly_the_confident_valid_pixels() -> None:
         confidence_masked_cross_entropy(logits, labels, confidence, valid, 1.5)
 
 
+def test_class_balanced_loss_shares_the_kept_weight_equally_among_the_kept_classes() -> None:
+    torch.manual_seed(1)
+    logits = torch.randn(1, 3, 2, 4, requires_grad=True)
+    labels = torch.tensor([[[[0, 0, 0, 1], [2, 2, 0, 0]]]])
+    confidence = torch.tensor([[[[0.99, 0.99, 0.99, 0.99], [0.5, 0.5, 0.5, 0.5]]]])   # kept: 3 x class 0, 1 x class 1
+    valid = torch.ones(1, 1, 2, 4)
+    ce = -torch.log_softmax(logits.detach(), 1).gather(1, labels)[0, 0]
+    plain, kept = confidence_masked_cross_entropy(logits, labels, confidence, valid, 0.95)
+    balanced, kept_too = confidence_masked_cross_entropy(logits, labels, confidence, valid, 0.95, class_balanced=True)
+    assert kept.item() == kept_too.item() == pytest.approx(0.5)
+    assert plain.item() == pytest.approx(ce[0].sum().item() / 8, rel=1e-6)
+    # |K|/|Omega| = 4/8, shared equally by class 0 (3 pixels) and class 1 (1 pixel); class 2 is below tau
+    assert balanced.item() == pytest.approx(0.5 * (ce[0, :3].mean().item() + ce[0, 3].item()) / 2, rel=1e-6)
+    balanced.backward()
+    grad = logits.grad.abs().sum(1)[0]
+    assert grad[1].sum().item() == 0 and grad[0, 3] > grad[0, 0]     # the lone class-1 pixel weighs more
+    # one kept class: the same as the plain loss; nothing kept: 0
+    one = labels.clone()
+    one[0, 0, 0, 3] = 0
+    assert confidence_masked_cross_entropy(logits, one, confidence, valid, 0.95, class_balanced=True)[0].item() == \
+        pytest.approx(confidence_masked_cross_entropy(logits, one, confidence, valid, 0.95)[0].item(), rel=1e-6)
+    assert confidence_masked_cross_entropy(logits, labels, confidence, valid, 1.0, class_balanced=True)[0].item() == 0
+
+
 def test_cutmix_boxes_sizes_and_sources() -> None:
     g = torch.Generator().manual_seed(3)
     h, w = 48, 64

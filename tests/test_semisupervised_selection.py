@@ -146,12 +146,15 @@ def test_arm_changes_follow_the_committed_arms() -> None:
     b = json.loads((schedules / "acdc_semi_b.json").read_text())
     b["finetune"]["num_epochs_default"] = 100
     assert module.arm_changes("fixmatch", b) == {"L1": {"rampup_epochs": 15}, "L2": {"unlabeled_weight": 0.5},
-                                                 "L3": None, "L4": {"unlabeled_batch_size": 3}}
+                                                 "L3": None, "L4": {"unlabeled_batch_size": 3},
+                                                 "L5": {"class_balanced_pseudo_labels": True}}
     assert list(module.arm_skipped(module.arm_changes("fixmatch", b), b)) == ["L3"]   # B's decay 0.999 is already slower
     a = json.loads((schedules / "acdc_semi_a.json").read_text())
     a["finetune"]["num_epochs_default"] = 100
-    assert module.arm_changes("mean-teacher", a) == {"L1": {"rampup_epochs": 15}, "L2": {"consistency_weight": 0.05},
-                                                     "L3": {"ema_decay": 0.998}, "L4": {"unlabeled_batch_size": 3}}
+    mean_teacher = module.arm_changes("mean-teacher", a)
+    assert mean_teacher == {"L1": {"rampup_epochs": 15}, "L2": {"consistency_weight": 0.05},
+                            "L3": {"ema_decay": 0.998}, "L4": {"unlabeled_batch_size": 3}, "L5": None}
+    assert list(module.arm_skipped(mean_teacher, a)) == ["L5"]                      # no pseudo-labels
 
 
 def test_arms_run_only_when_the_gain_shrinks_and_the_rule_picks_among_them(tmp_path: Path) -> None:
@@ -161,15 +164,38 @@ def test_arms_run_only_when_the_gain_shrinks_and_the_rule_picks_among_them(tmp_p
     baseline = {0: 0.50, 1: 0.30, 2: 0.60, 3: 0.55}
     write_results(root / "verdict_b", "test", {"baseline": baseline,
                                                "fixmatch": {s: d + 0.05 for s, d in baseline.items()}})
+    write_results(root / "length_1000", "test", {"baseline": baseline,
+                                                 "fixmatch": {s: d + 0.08 for s, d in baseline.items()}})
+    write_results(root / "length_2000", "test", {"baseline": baseline,
+                                                 "fixmatch": {s: d + 0.09 for s, d in baseline.items()}})
+    assert module.arms_plan(root, out, fixmatch_at_b(), schedules) == []          # +9 at 2000 >= +8 at 1000
+    # the amended trigger: +6 at 2000 is above +5 at 400 but below +8 at 1000
     write_results(root / "length_2000", "test", {"baseline": baseline,
                                                  "fixmatch": {s: d + 0.06 for s, d in baseline.items()}})
-    assert module.arms_plan(root, out, fixmatch_at_b(), schedules) == []          # +6 at 2000 >= +5 at 400
-    write_results(root / "length_2000", "test", {"baseline": baseline,
-                                                 "fixmatch": {s: d - 0.02 for s, d in baseline.items()}})
     lines = module.arms_plan(root, out, fixmatch_at_b(), schedules)
     assert [line.split()[:2] for line in lines] == [
         ["length_2000", "acdc_semi_b_len2000.json"], ["arm_l1", "acdc_semi_b_len2000_l1.json"],
-        ["arm_l2", "acdc_semi_b_len2000_l2.json"], ["arm_l4", "acdc_semi_b_len2000_l4.json"]]
+        ["arm_l2", "acdc_semi_b_len2000_l2.json"], ["arm_l4", "acdc_semi_b_len2000_l4.json"],
+        ["arm_l5", "acdc_semi_b_len2000_l5.json"]]
+    # runs already scored (a folder, or progress.log's finished lines) are not planned again
+    (out / "progress.log").write_text("=== arm_l2 (2026-12-08T01:00:00Z)\n" + "".join(
+        f"[0:01:00] finished fixmatch, 1 labeled, split {s} (fold {s}): validation Dice 50.00 % (x)\n" for s in (0, 2)))
+    write_results(root / "length_2000", "validation", {"baseline": baseline, "fixmatch": {1: 0.5}})
+    assert [line.split(" --methods ")[0] + " --methods " + line.split(" --methods ")[1].split(" --evaluate")[0]
+            for line in module.arms_plan(root, out, fixmatch_at_b(), schedules)] == [
+        "length_2000 acdc_semi_b_len2000.json --methods fixmatch --labeled 1 --splits 0 2 3",
+        "arm_l1 acdc_semi_b_len2000_l1.json --methods fixmatch --labeled 1 --splits 0 1 2 3",
+        "arm_l2 acdc_semi_b_len2000_l2.json --methods fixmatch --labeled 1 --splits 1 3",
+        "arm_l4 acdc_semi_b_len2000_l4.json --methods fixmatch --labeled 1 --splits 0 1 2 3",
+        "arm_l5 acdc_semi_b_len2000_l5.json --methods fixmatch --labeled 1 --splits 0 1 2 3"]
+    (out / "progress.log").unlink()
+    (root / "length_2000" / "validation_results.json").unlink()
+    l5 = json.loads((schedules / "acdc_semi_b_len2000_l5.json").read_text())
+    assert l5["semisupervised"]["class_balanced_pseudo_labels"] is True
+    from spcl_nnunet.training.schedules import load_schedule, schedule_overrides
+    from spcl_nnunet.training.semisupervised import FixMatchTrainer
+    applied, _ = schedule_overrides(FixMatchTrainer, load_schedule(str(schedules / "acdc_semi_b_len2000_l5.json")))
+    assert applied["class_balanced_pseudo_labels"] is True                          # the trainer takes it
     assert lines[0].endswith("--methods baseline fixmatch --labeled 1 --splits 0 1 2 3 --evaluate validation")
     l2 = json.loads((schedules / "acdc_semi_b_len2000_l2.json").read_text())
     assert l2["semisupervised"]["unlabeled_weight"] == 0.5 and l2["finetune"]["num_epochs_default"] == 100
@@ -179,8 +205,16 @@ def test_arms_run_only_when_the_gain_shrinks_and_the_rule_picks_among_them(tmp_p
     write_results(root / "arm_l1", "validation", {"fixmatch": {0: .52, 1: .41, 2: .62, 3: .49}})
     write_results(root / "arm_l2", "validation", {"fixmatch": {0: .45, 1: .4, 2: .6, 3: .5}})
     write_results(root / "arm_l4", "validation", {"fixmatch": {0: .5, 1: .4, 2: .6, 3: .5}})
+    write_results(root / "arm_l5", "validation", {"fixmatch": {0: .51, 1: .39, 2: .6, 3: .5}})   # level with L0
     result = module.choose_arm(root, out, fixmatch_at_b(), schedules)
-    assert result["chosen"] == "L1" and result["candidates"] == ["L0", "L1", "L2", "L4"]
+    assert result["chosen"] == "L1" and result["candidates"] == ["L0", "L1", "L2", "L4", "L5"]
+    # a folder lost with a checkout: its runs' validation Dice from progress.log's "finished" lines
+    import shutil
+    shutil.rmtree(root / "arm_l5")
+    (out / "progress.log").write_text("=== arm_l5 (2026-12-08T01:00:00Z)\n" + "".join(
+        f"[0:01:00] [{s + 1}/4] finished fixmatch, 1 labeled, split {s} (fold {s}): validation Dice {d} % (x)\n"
+        for s, d in enumerate((51.0, 39.0, 60.0, 50.0))))
+    assert module.choose_arm(root, out, fixmatch_at_b(), schedules)["mean"] == result["mean"]
     assert abs(result["versus_reference"]["L1"]["mean_difference"] - 0.01) < 1e-9
     assert "| L1 | rampup_epochs 15 |" in (out / "arms.md").read_text()
     # L1's ramp-up is a share of the epochs: at 400 iterations it is B's own 3 epochs, so only 2,000 reruns

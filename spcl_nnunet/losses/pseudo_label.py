@@ -15,6 +15,14 @@ pixel of S(x) that shows the same anatomy (``StrongView.move``). The loss is
 
 averaged over the pixels Omega of S(x) that come from inside an image: like FixMatch's mean over
 every unlabeled pixel, a pixel below the threshold tau adds 0 and still counts in |Omega|.
+
+Class-balanced (issue #30's length arm L5): with K the kept pixels (q_i >= tau, in Omega), K_c those
+of pseudo-label c and P the classes with K_c non-empty,
+
+    L_u^bal = |K|/|Omega| * 1/|P| sum_{c in P} 1/|K_c| sum_{i in K_c} CE(p^s(S(x))_i, c)
+
+the same total weight |K|/|Omega| as L_u, shared equally among the classes present instead of among
+the pixels (L_u^bal = L_u when every kept pixel has one class).
 """
 
 from __future__ import annotations
@@ -112,9 +120,10 @@ class StrongView:
 
 
 def confidence_masked_cross_entropy(student_logits: Tensor, labels: Tensor, confidence: Tensor, valid: Tensor,
-                                    threshold: float) -> tuple[Tensor, Tensor]:
-    """(L_u, share of the valid pixels above the threshold). ``labels``, ``confidence`` and ``valid``
-    are (B, 1, H, W) maps on the student's pixels; the loss is computed in float32."""
+                                    threshold: float, class_balanced: bool = False) -> tuple[Tensor, Tensor]:
+    """(L_u, or L_u^bal with ``class_balanced``; share of the valid pixels above the threshold).
+    ``labels``, ``confidence`` and ``valid`` are (B, 1, H, W) maps on the student's pixels; the loss is
+    computed in float32."""
     if not 0.0 <= threshold <= 1.0:
         raise ValueError(f"the confidence threshold must lie in [0, 1], got {threshold}")
     if labels.shape != confidence.shape or labels.shape != valid.shape or \
@@ -125,4 +134,14 @@ def confidence_masked_cross_entropy(student_logits: Tensor, labels: Tensor, conf
     kept = (confidence >= threshold).float() * valid
     ce = F.cross_entropy(student_logits.float(), labels[:, 0].long(), reduction="none")[:, None]
     pixels = valid.sum().clamp_min(1.0)
-    return (ce * kept).sum() / pixels, (kept.sum() / pixels).detach()
+    kept_share = (kept.sum() / pixels).detach()
+    if not class_balanced:
+        return (ce * kept).sum() / pixels, kept_share
+    classes = labels.long().flatten()
+    weights = kept.flatten()
+    sums = torch.zeros(student_logits.shape[1], device=ce.device).index_add(0, classes, ce.flatten() * weights)
+    counts = torch.zeros_like(sums).index_add(0, classes, weights)
+    present = counts > 0
+    if not present.any():
+        return (ce * kept).sum() / pixels, kept_share     # nothing kept: 0, with the graph
+    return kept_share * (sums[present] / counts[present]).mean(), kept_share

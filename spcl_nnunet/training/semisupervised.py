@@ -377,6 +377,7 @@ class FixMatchTrainer(MeanTeacherTrainer):
     cutmix_probability: float = 0.5           # per image (UniMatch: 0.5)
     strong_intensity: bool = True
     ema_decay = 0.999                         # issue #30's selection chose 0.999 (setting B) over 0.99
+    class_balanced_pseudo_labels: bool = False   # L_u^bal (issue #30's length arm L5) instead of L_u
     log_panels = [(("supervised_loss",), ("pseudo_label_loss",)), (("mask_ratio", "rampup_weight"), ("ema_decay",))]
 
     def initialize(self):
@@ -387,7 +388,8 @@ class FixMatchTrainer(MeanTeacherTrainer):
         self.intensity_transforms = strong_intensity_transforms() if self.strong_intensity else None
         self.print_to_log_file(f"FixMatch: pseudo-labels from the {self.pseudo_label_source}, threshold "
                                f"{self.confidence_threshold}, weight {self.unlabeled_weight}, CutMix p "
-                               f"{self.cutmix_probability}, strong intensity {self.strong_intensity}")
+                               f"{self.cutmix_probability}, strong intensity {self.strong_intensity}, class-balanced "
+                               f"{self.class_balanced_pseudo_labels}")
 
     def perturb_intensity(self, x: torch.Tensor) -> torch.Tensor:
         """batchgeneratorsv2's transforms per image (C, H, W), on the CPU."""
@@ -411,7 +413,8 @@ class FixMatchTrainer(MeanTeacherTrainer):
         strong = view.image(x, self.perturb_intensity if self.strong_intensity else None)
         student_logits = full_resolution(self.network_without_ddp()(strong))
         loss, kept = confidence_masked_cross_entropy(student_logits, view.move(labels), view.move(confidence),
-                                                     view.valid_mask().to(x.device), self.confidence_threshold)
+                                                     view.valid_mask().to(x.device), self.confidence_threshold,
+                                                     self.class_balanced_pseudo_labels)
         return self.unlabeled_weight * self.rampup_weight * loss, {"pseudo_label_loss": loss.detach(),
                                                                    "mask_ratio": kept}
 
