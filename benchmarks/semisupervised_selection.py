@@ -18,7 +18,7 @@ the later stages. See benchmarks/README.md, "Issue #30".
     ... --plan repeats
         -> the verdict folders' trainings at 1 labeled x splits 0-3 scored on their validation scans (for --repeats)
     ... --plan arms          (only if the gain at 2,000 iterations is below the gain at 1,000)
-        -> L0 (the length-2000 runs scored on their validation scans) and the arms L1-L4 that apply
+        -> L0 (the length-2000 runs scored on their validation scans) and the arms L1-L5 that apply
     ... --choose-arm
         -> the committed rule over L0 and the arms (validation scans): arms.json, arms.md
     ... --plan fix           (only if an arm beat L0)
@@ -59,10 +59,15 @@ LENGTHS = {1000: 50, 2000: 100}     # iterations -> fine-tuning epochs of 20 ite
 
 
 SCORES = "selection_scores.json"   # {"settings": {setting: {"source": ..., "scores": {method: {split: Dice}}}}}
-FINISHED = re.compile(r"finished (?P<method>[\w-]+), (?P<labeled>\d+) labeled, split (?P<split>\d+) \(fold \d+\): "
-                      r"validation Dice (?P<dice>[\d.]+) %")
-FINISHED_TEST = re.compile(r"finished (?P<method>[\w-]+), (?P<labeled>\d+) labeled, split (?P<split>\d+) "
-                           r"\(fold \d+\): Dice (?P<dice>[\d.]+) %")
+
+
+def finished_line(scans: str) -> re.Pattern:
+    """The experiment's "finished" progress line of a run scored on ``scans`` ("validation " or "": test)."""
+    return re.compile(r"finished (?P<method>[\w-]+), (?P<labeled>\d+) labeled, split (?P<split>\d+) \(fold \d+\): "
+                      + scans + r"Dice (?P<dice>[\d.]+) %")
+
+
+FINISHED, FINISHED_TEST = finished_line("validation "), finished_line("")
 
 
 def read_scores(out: Path) -> dict:
@@ -331,10 +336,7 @@ def unscored_lines(root: Path, out: Path, name: str, schedule: str, methods: tup
     """Experiment lines for the runs of ``methods`` x splits 0-3 of folder ``name`` that have no validation
     score yet (in the folder or in progress.log): one line per set of missing splits, so that a stage
     resumed from a new checkout trains only what no session finished."""
-    try:
-        scored = validation_scores(root, out, name)
-    except SystemExit:
-        scored = {}
+    scored = scored_runs(root, out, name)
     missing: dict[tuple[int, ...], list[str]] = {}
     for method in methods:
         splits = tuple(s for s in SPLITS if s not in scored.get(method, {}))
@@ -344,16 +346,23 @@ def unscored_lines(root: Path, out: Path, name: str, schedule: str, methods: tup
             "--evaluate validation" for splits, group in missing.items()]
 
 
-def validation_scores(root: Path, out: Path, name: str) -> dict[str, dict[int, float]]:
+def scored_runs(root: Path, out: Path, name: str) -> dict[str, dict[int, float]]:
     """``{method: {split: validation Dice}}`` of the experiment folder ``root/name`` (its
     validation_results.json); a run missing there (its folder lost with a checkout) from its "finished ...
-    validation Dice" line in progress.log's sections ``=== <name>`` (2 decimals)."""
+    validation Dice" line in progress.log's sections ``=== <name>`` (2 decimals). Empty: none scored."""
     folder, log = root / name, out / "progress.log"
     scores = method_scores(load_validation_records(folder)) if (folder / "validation_results.json").is_file() else {}
     for method, by_split in (logged_scores(log.read_text(), name) if log.is_file() else {}).items():
         for split, dice in by_split.items():
             scores.setdefault(method, {}).setdefault(split, dice)
+    return scores
+
+
+def validation_scores(root: Path, out: Path, name: str) -> dict[str, dict[int, float]]:
+    """``scored_runs``, refusing a folder with none."""
+    scores = scored_runs(root, out, name)
     if not scores:
+        folder, log = root / name, out / "progress.log"
         raise SystemExit(f"no validation scores of {name}: neither {folder / 'validation_results.json'} nor a "
                          f"finished validation run in {log}'s sections '=== {name}'")
     return scores
