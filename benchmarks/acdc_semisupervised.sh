@@ -36,6 +36,33 @@ run_experiment() {   # workdir schedule [experiment arguments...]
     echo "=== $workdir ($(date -u +%FT%TZ))" | log
     "$spcl" experiment -d 910 --schedule "$schedule" --device cpu --jobs "$jobs" --workdir "$root/$workdir" "$@" 2>&1 | log
 }
+# The stages' plans hold one training per line; each runs as an experiment of its own (--jobs 1) on a core of
+# its own, SPCL_JOBS at once, and its whole log is appended to progress.log when it finishes, so the
+# "finished" line lands under its own "=== <folder>" header and a session's end loses only the unfinished runs.
+read -r -a cores <<< "$("$python" -c "import os; print(*sorted(os.sched_getaffinity(0)))")"
+declare -A busy=()   # slot -> pid
+run_on_a_free_core() {   # workdir schedule [experiment arguments...]
+    local workdir=$1 schedule=$2 slot done_pid; shift 2
+    while [ "${#busy[@]}" -ge "$jobs" ]; do
+        wait -n -p done_pid || true
+        for slot in "${!busy[@]}"; do [ "${busy[$slot]}" != "$done_pid" ] || unset "busy[$slot]"; done
+    done
+    for ((slot = 0; slot < jobs; slot++)); do [ -n "${busy[$slot]:-}" ] || break; done
+    [[ " $* " != *"-pretrained "* ]] || set -- "$@" --pretraining-from "$root/pretraining_home/pretraining"
+    local tmp="$root/.run_$slot.log"
+    echo "=== $workdir ($(date -u +%FT%TZ))" > "$tmp"
+    (
+        OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE taskset -c "${cores[slot % ${#cores[@]}]}" \
+            "$spcl" experiment -d 910 --schedule "$schedule" --device cpu --jobs 1 --workdir "$root/$workdir" "$@" \
+            >> "$tmp" 2>&1
+        status=$?
+        flock 9 && cat "$tmp" >> "$out/progress.log"
+        exit "$status"
+    ) 9> "$root/.progress.lock" &
+    busy[$slot]=$!
+    # the first run of a folder prepares the dataset (nnU-Net's planning): the next one starts once it trains
+    until grep -q "started " "$tmp" || ! kill -0 "${busy[$slot]}" 2>/dev/null; do sleep 5; done
+}
 pretrain() { run_experiment pretraining_home "$schedules/acdc_semi_a.json" --methods spcon --labeled 1 --splits 0 --pretrain-only; }
 experiment() {       # the same, with the shared SP-Con pre-training where a method starts from it
     local workdir=$1 schedule=$2; shift 2
@@ -72,15 +99,18 @@ case "${1:-}" in
     verdict|repeats|length|arms|fix)
         [ -f "$out/selection.json" ] || { echo "run the selection and 'select' first" >&2; exit 2; }
         "$python" benchmarks/semisupervised_selection.py --root "$root" --out "$out" --plan "$1" > "$root/$1.plan"
+        ! grep -q -- '-pretrained' "$root/$1.plan" || pretrain   # before the runs that share it
         while read -r workdir schedule args; do
             [ -n "$workdir" ] || continue
             if [ "$workdir" = share ]; then   # "share FROM TO": the baseline's finished runs of FROM reused in TO
+                wait   # every run before it has finished
                 "$python" benchmarks/semisupervised_selection.py --root "$root" --out "$out" --share-baseline "$schedule" "$args" | log
                 continue
             fi
             # shellcheck disable=SC2086
-            experiment "$workdir" "$schedules/$schedule" $args
+            run_on_a_free_core "$workdir" "$schedules/$schedule" $args
         done < "$root/$1.plan"
+        wait
         [ "$1" != repeats ] || "$python" benchmarks/semisupervised_selection.py --root "$root" --out "$out" --repeats | log ;;
     *) echo "usage: $0 pretrain|selection|select|verdict|repeats|length|report|arms|choose-arm|fix|all" >&2; exit 2 ;;
 esac

@@ -11,8 +11,8 @@ the later stages. See benchmarks/README.md, "Issue #30".
         -> the same from the "finished ..." lines of --out/progress.log (Dice to 2 decimals), for
            settings whose run folders are gone
     ... --plan verdict | length
-        -> one line per experiment to run: workdir, schedule file name, experiment arguments; or
-           "share FROM TO" (the verdict's second setting reuses the first one's baseline runs)
+        -> one line per training to run (one method, one split): workdir, schedule file name, experiment
+           arguments; or "share FROM TO" (the verdict's second setting reuses the first one's baseline runs)
     ... --share-baseline FROM TO
         -> the baseline's finished trainings of verdict folder FROM copied into TO
     ... --plan repeats
@@ -428,6 +428,29 @@ def fix_plan(out: Path, selection: dict, schedules: Path) -> list[str]:
     return lines
 
 
+def single_runs(lines: list[str]) -> list[str]:
+    """Each experiment line split into one line per method x split (its other arguments kept), so that
+    a driver can run each training as soon as a core is free and log it when it finishes; "share"
+    lines are kept as they are."""
+    out = []
+    for line in lines:
+        workdir, schedule, *args = line.split()
+        if workdir == "share":
+            out.append(line)
+            continue
+        options: dict[str, list[str]] = {}
+        for token in args:
+            if token.startswith("--"):
+                options[token] = []
+                current = options[token]
+            else:
+                current.append(token)
+        rest = " ".join(f"{k} {' '.join(v)}" for k, v in options.items() if k not in ("--methods", "--splits"))
+        out += [f"{workdir} {schedule} --methods {method} --splits {split} {rest}"
+                for split in options["--splits"] for method in options["--methods"]]
+    return out
+
+
 def share_baseline(source: Path, target: Path) -> list[str]:
     """Copy the baseline's finished trainings (``runs/baseline/fold_F``: checkpoint_final.pth and
     nnU-Net's final validation; not the test predictions, which the target's experiment makes from
@@ -697,7 +720,8 @@ def main() -> None:
         if args.choose_arm:
             result = choose_arm(args.root, args.out, selection, schedules)
             print((args.out / "arms.md").read_text() + f"chosen: {result['chosen']}")
-        elif args.plan == "arms":
+            return
+        if args.plan == "arms":
             lines = arms_plan(args.root, args.out, selection, schedules)
             if not lines:
                 print("the gain at 2000 iterations is not below the gain at 1000: no length arms", file=sys.stderr)
@@ -709,7 +733,7 @@ def main() -> None:
             lines = plan(selection, args.plan, schedules, args.out)
             if not lines:
                 print(f"{args.plan}: its results are committed in {args.out}; nothing to run", file=sys.stderr)
-        for line in lines:
+        for line in single_runs(lines):
             print(line)
         return
     selection = select(args.out)

@@ -359,3 +359,15 @@ def test_fixmatch_default_ema_decay_is_the_committed_selections_choice() -> None
                   if e["name"] == "fixmatch")
     schedule = json.loads((REPO / "benchmarks" / "schedules" / module.SETTINGS[chosen]).read_text())
     assert FixMatchTrainer.ema_decay == schedule["semisupervised"]["ema_decay"] == 0.999
+
+
+def test_single_runs_split_each_experiment_into_one_line_per_method_and_split() -> None:
+    lines = ["share verdict_b verdict_c",
+             "verdict_c acdc_semi_c.json --methods baseline fixmatch --labeled 2 --splits 0 3 --evaluate test"]
+    assert selection_module().single_runs(lines) == [
+        "share verdict_b verdict_c",
+        "verdict_c acdc_semi_c.json --methods baseline --splits 0 --labeled 2 --evaluate test",
+        "verdict_c acdc_semi_c.json --methods fixmatch --splits 0 --labeled 2 --evaluate test",
+        "verdict_c acdc_semi_c.json --methods baseline --splits 3 --labeled 2 --evaluate test",
+        "verdict_c acdc_semi_c.json --methods fixmatch --splits 3 --labeled 2 --evaluate test",
+    ]
