@@ -5,7 +5,7 @@
 # by the processes' own nice; `spcl_nnunet experiment` starts every nnU-Net command in a session of its
 # own (to stop it as a group), so each gets an autogroup of its own. This wrapper marks the command's
 # environment (SPCL_LOW_PRIORITY_RUN) and, every 5 s while the command runs, sets the autogroup of every
-# process with that mark to nice 19 (and the processes themselves to nice 19).
+# process with that mark to nice 19 (and every thread of those processes to nice 19).
 set -u
 mark=$$
 export SPCL_LOW_PRIORITY_RUN=$mark
@@ -14,7 +14,9 @@ lower() {
         pid=${environ#/proc/}; pid=${pid%/environ}
         if grep -qxz "SPCL_LOW_PRIORITY_RUN=$mark" "$environ" 2>/dev/null; then
             echo 19 > "/proc/$pid/autogroup" 2>/dev/null
-            renice -n 19 -p "$pid" > /dev/null 2>&1
+            # every thread: Linux's nice is per thread, and a thread started before the process was
+            # reniced (torch's compute threads) kept nice 0 and took the core from its own main thread
+            for task in /proc/"$pid"/task/[0-9]*; do renice -n 19 -p "${task#/proc/"$pid"/task/}" > /dev/null 2>&1; done
         fi
     done
 }
