@@ -103,7 +103,7 @@ case "${1:-}" in
         while read -r workdir schedule args; do
             [ -n "$workdir" ] || continue
             if [ "$workdir" = share ]; then   # "share FROM TO": the baseline's finished runs of FROM reused in TO
-                wait   # every run before it has finished
+                wait; busy=()   # every run before it has finished (and its core is free again)
                 "$python" benchmarks/semisupervised_selection.py --root "$root" --out "$out" --share-baseline "$schedule" "$args" | log
                 continue
             fi
