@@ -379,6 +379,13 @@ def choose_arm(root: Path, out: Path, selection: dict, schedules: Path) -> dict:
     for arm, change in changes.items():
         if change is not None:
             candidates[arm] = validation_scores(root, out, f"arm_{arm.lower()}")[best]
+    unfinished = {arm: [s for s in SPLITS if s not in scores] for arm, scores in
+                  {**candidates, "baseline (L0's)": l0.get(BASELINE, {})}.items()}
+    unfinished = {arm: missing for arm, missing in unfinished.items() if missing}
+    if unfinished:   # the committed rule compares every arm on the same splits 0-3
+        raise SystemExit("the length arms are not finished, no arm is chosen: no validation Dice yet for "
+                         + "; ".join(f"{arm} split(s) {', '.join(map(str, missing))}" for arm, missing in unfinished.items())
+                         + f" (run 'acdc_semisupervised.sh arms'; scores are read from {root} and {out / 'progress.log'})")
     decision = choose_on_validation(candidates, "L0", l0[BASELINE])
     result = {"rule": "benchmarks/README.md, Issue #30, Length arms (committed before any length run)",
               "evaluated_on": "validation", "method": best, "reference_schedule": reference["name"],

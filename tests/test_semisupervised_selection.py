@@ -205,6 +205,10 @@ def test_arms_run_only_when_the_gain_shrinks_and_the_rule_picks_among_them(tmp_p
     write_results(root / "arm_l1", "validation", {"fixmatch": {0: .52, 1: .41, 2: .62, 3: .49}})
     write_results(root / "arm_l2", "validation", {"fixmatch": {0: .45, 1: .4, 2: .6, 3: .5}})
     write_results(root / "arm_l4", "validation", {"fixmatch": {0: .5, 1: .4, 2: .6, 3: .5}})
+    write_results(root / "arm_l5", "validation", {"fixmatch": {0: .51, 2: .6}})
+    with pytest.raises(SystemExit, match=r"not finished.*L5 split\(s\) 1, 3"):   # no rule on unequal splits
+        module.choose_arm(root, out, fixmatch_at_b(), schedules)
+    assert not (out / "arms.json").exists()
     write_results(root / "arm_l5", "validation", {"fixmatch": {0: .51, 1: .39, 2: .6, 3: .5}})   # level with L0
     result = module.choose_arm(root, out, fixmatch_at_b(), schedules)
     assert result["chosen"] == "L1" and result["candidates"] == ["L0", "L1", "L2", "L4", "L5"]
