@@ -379,9 +379,8 @@ def choose_arm(root: Path, out: Path, selection: dict, schedules: Path) -> dict:
     for arm, change in changes.items():
         if change is not None:
             candidates[arm] = validation_scores(root, out, f"arm_{arm.lower()}")[best]
-    unfinished = {arm: [s for s in SPLITS if s not in scores] for arm, scores in
-                  {**candidates, "baseline (L0's)": l0.get(BASELINE, {})}.items()}
-    unfinished = {arm: missing for arm, missing in unfinished.items() if missing}
+    unfinished = {arm: missing for arm, scores in {**candidates, "baseline (L0's)": l0.get(BASELINE, {})}.items()
+                  if (missing := [s for s in SPLITS if s not in scores])}
     if unfinished:   # the committed rule compares every arm on the same splits 0-3
         raise SystemExit("the length arms are not finished, no arm is chosen: no validation Dice yet for "
                          + "; ".join(f"{arm} split(s) {', '.join(map(str, missing))}" for arm, missing in unfinished.items())
