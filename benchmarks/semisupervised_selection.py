@@ -406,10 +406,28 @@ def choose_arm(root: Path, out: Path, selection: dict, schedules: Path) -> dict:
     return result
 
 
+def committed_row(out: Path, iterations: int, arm: str) -> dict | None:
+    """The committed length.json's row of ``arm`` at ``iterations``, or None."""
+    committed = out / "length.json"
+    rows = json.loads(committed.read_text()) if committed.is_file() else []
+    return next((row for row in rows if row["iterations"] == iterations and row["arm"] == arm), None)
+
+
+def committed_baseline(out: Path, iterations: int) -> dict[int, float] | None:
+    """The baseline's test Dice at ``iterations`` (1 labeled x splits 0-3) from the committed L0 row; None
+    unless every split is there. The arms change only the ``semisupervised`` section, which the baseline
+    trainer does not read, so these are the baseline runs of a fix at that length too."""
+    row = committed_row(out, iterations, "L0") or {}
+    scores = {int(s): d for s, d in row.get("scores", {}).get(BASELINE, {}).items()}
+    return scores if set(SPLITS) <= set(scores) else None
+
+
 def fix_plan(out: Path, selection: dict, schedules: Path) -> list[str]:
     """When an arm won: the best method with the arm's change at 400 and 2,000 iterations on the
     test scans, 1 labeled x splits 0-3, against the baseline runs of the verdict and the length study
-    (shared: the arms change only the semisupervised section)."""
+    (shared: the arms change only the semisupervised section): their committed test scores where
+    length.json holds every split (``committed_baseline``: nothing to train), else their trainings
+    copied from the source folder ("share" line) or trained."""
     if not (out / "arms.json").is_file():
         return []
     arms = json.loads((out / "arms.json").read_text())
@@ -429,6 +447,9 @@ def fix_plan(out: Path, selection: dict, schedules: Path) -> list[str]:
         name = write_schedule(schedules, f"{base_name[:-len('.json')]}_{arms['chosen'].lower()}",
                               f"issue #30: the chosen length arm {arms['chosen']} at {iterations} iterations", base,
                               semisupervised=change)
+        if committed_baseline(out, iterations) is not None:
+            lines.append(f"fix_{iterations} {name} --methods {best['name']} {ONE_LABELED} --evaluate test")
+            continue
         lines.append(f"share {source} fix_{iterations}")
         lines.append(f"fix_{iterations} {name} --methods {BASELINE} {best['name']} {ONE_LABELED} --evaluate test")
     return lines
@@ -491,8 +512,9 @@ def length_runs(folder: Path, out: Path, iterations: int, arm: str, methods: tup
     """Each method's test run per split (1 labeled scan, splits 0-3) at one length, from the first source
     that has it: the run folder's results.json; the committed length.json (a run whose folder a new
     checkout lacks); the ``finished`` line in progress.log's section ``=== <folder name>`` (Dice to 2
-    decimals, for a run whose folder was lost before any report). A record from the log has
-    ``"from_log": True``, kept when length.json carries it on."""
+    decimals, for a run whose folder was lost before any report); for a length arm's baseline, last, the
+    committed L0 row's (the same runs: a fix trains none where that row has them). A record from the log
+    has ``"from_log": True``, kept when length.json carries it on."""
     runs: dict[str, dict[int, dict]] = {m: {} for m in methods}
 
     def add(method: str, split: int, record: dict) -> None:
@@ -503,19 +525,21 @@ def length_runs(folder: Path, out: Path, iterations: int, arm: str, methods: tup
         for record in test_records(folder):
             if int(record["num_labeled"]) == 1:
                 add(record["method"], int(record["split"]), record)
-    committed = out / "length.json"
-    for row in json.loads(committed.read_text()) if committed.is_file() else []:
-        if row["iterations"] == iterations and row["arm"] == arm:
-            for method, by_split in row.get("scores", {}).items():
-                logged = row.get("from_log", {}).get(method, [])
-                for split, dice in by_split.items():
-                    add(method, int(split), {"mean_dice": dice, "from_log": int(split) in logged,
-                                             "committed_mask_ratio": row.get("last_epoch_mask_ratio"),
-                                             "committed_mask_runs": row.get("mask_ratio_runs", row.get("n"))})
+    row = committed_row(out, iterations, arm) or {}
+    for method, by_split in row.get("scores", {}).items():
+        logged = row.get("from_log", {}).get(method, [])
+        for split, dice in by_split.items():
+            add(method, int(split), {"mean_dice": dice, "from_log": int(split) in logged,
+                                     "committed_mask_ratio": row.get("last_epoch_mask_ratio"),
+                                     "committed_mask_runs": row.get("mask_ratio_runs", row.get("n"))})
     log = out / "progress.log"
     for method, by_split in logged_scores(log.read_text(), folder.name, FINISHED_TEST).items() if log.is_file() else ():
         for split, dice in by_split.items():
             add(method, split, {"mean_dice": dice, "from_log": True})
+    reference = committed_row(out, iterations, "L0") if arm != "L0" else None
+    for split, dice in (reference or {}).get("scores", {}).get(BASELINE, {}).items():   # a fix's (fix_plan)
+        add(BASELINE, int(split), {"mean_dice": dice,
+                                   "from_log": int(split) in reference.get("from_log", {}).get(BASELINE, [])})
     return runs
 
 

@@ -239,6 +239,31 @@ def test_arms_run_only_when_the_gain_shrinks_and_the_rule_picks_among_them(tmp_p
     assert module.fix_plan(out, fixmatch_at_b(), schedules) == []
 
 
+def test_a_fix_takes_the_committed_baseline_runs_instead_of_training_them_again(tmp_path: Path) -> None:
+    module = selection_module()
+    schedules, root, out = schedules_copy(tmp_path), tmp_path / "runs", tmp_path / "out"
+    out.mkdir()
+    (out / "arms.json").write_text(json.dumps({"chosen": "L4"}))
+    baseline = {"0": 0.58, "1": 0.49, "2": 0.83, "3": 0.65}
+    rows = [{"iterations": n, "arm": "L0", "scores": {"baseline": baseline, "fixmatch": baseline},
+             "from_log": {"baseline": [0, 1]}} for n in (400, 2000)]
+    rows[0]["scores"]["baseline"] = {"0": 0.58, "1": 0.49, "2": 0.83}           # 400: split 3 not committed
+    (out / "length.json").write_text(json.dumps(rows))
+    assert module.fix_plan(out, fixmatch_at_b(), schedules) == [
+        "share verdict_b fix_400",
+        "fix_400 acdc_semi_b_l4.json --methods baseline fixmatch --labeled 1 --splits 0 1 2 3 --evaluate test",
+        "fix_2000 acdc_semi_b_len2000_l4.json --methods fixmatch --labeled 1 --splits 0 1 2 3 --evaluate test"]
+    # the fix folder holds only the method's runs: the report pairs them with L0's committed baseline
+    write_results(root / "fix_2000", "test", {"fixmatch": {0: 0.68, 1: 0.49, 2: 0.83, 3: 0.75}})
+    runs = module.length_runs(root / "fix_2000", out, 2000, "L4", ("baseline", "fixmatch"))
+    assert {s: r["mean_dice"] for s, r in runs["baseline"].items()} == {0: 0.58, 1: 0.49, 2: 0.83, 3: 0.65}
+    assert [s for s, r in runs["baseline"].items() if r["from_log"]] == [0, 1]
+    assert runs["fixmatch"][0]["mean_dice"] == 0.68                                 # the fix's, not L0's
+    row = next(r for r in module.length_study(root, out, fixmatch_at_b(), "L4") if r["iterations"] == 2000)
+    assert row["arm"] == "L4" and row["mean_difference"] == pytest.approx(0.05)   # +10, 0, 0, +10
+    assert module.length_runs(root / "fix_2000", out, 2000, "L0", ("baseline",))["baseline"][0]["mean_dice"] == 0.58
+
+
 def test_repeat_noise_pairs_each_verdict_run_with_the_selection_run_it_repeats(tmp_path: Path) -> None:
     module = selection_module()
     root, out = tmp_path / "runs", tmp_path / "out"
