@@ -102,9 +102,10 @@ case "${1:-}" in
         ! grep -q -- '-pretrained' "$root/$1.plan" || pretrain   # before the runs that share it
         while read -r workdir schedule args; do
             [ -n "$workdir" ] || continue
-            if [ "$workdir" = share ]; then   # "share FROM TO": the baseline's finished runs of FROM reused in TO
+            if [ "$workdir" = share ]; then   # "share FROM TO [METHOD]": the finished runs of FROM reused in TO
                 wait; busy=()   # every run before it has finished (and its core is free again)
-                "$python" benchmarks/semisupervised_selection.py --root "$root" --out "$out" --share-baseline "$schedule" "$args" | log
+                # shellcheck disable=SC2086
+                "$python" benchmarks/semisupervised_selection.py --root "$root" --out "$out" --share-runs "$schedule" $args | log
                 continue
             fi
             # shellcheck disable=SC2086

@@ -13,8 +13,8 @@ the later stages. See benchmarks/README.md, "Issue #30".
     ... --plan verdict | length
         -> one line per training to run (one method, one split): workdir, schedule file name, experiment
            arguments; or "share FROM TO" (the verdict's second setting reuses the first one's baseline runs)
-    ... --share-baseline FROM TO
-        -> the baseline's finished trainings of verdict folder FROM copied into TO
+    ... --share-runs FROM TO [METHOD]
+        -> METHOD's (default: the baseline's) finished trainings of folder FROM copied into TO
     ... --plan repeats
         -> the verdict folders' trainings at 1 labeled x splits 0-3 scored on their validation scans (for --repeats)
     ... --plan arms          (only if the gain at 2,000 iterations is below the gain at 1,000)
@@ -427,7 +427,9 @@ def fix_plan(out: Path, selection: dict, schedules: Path) -> list[str]:
     test scans, 1 labeled x splits 0-3, against the baseline runs of the verdict and the length study
     (shared: the arms change only the semisupervised section): their committed test scores where
     length.json holds every split (``committed_baseline``: nothing to train), else their trainings
-    copied from the source folder ("share" line) or trained."""
+    copied from the source folder ("share" line) or trained. At 2,000 iterations the arm's own trainings
+    (folder ``arm_l<n>``, the same schedule) are copied in and predicted on the test scans, as L0's
+    validation and test scores come from the same trainings; a run missing there is trained."""
     if not (out / "arms.json").is_file():
         return []
     arms = json.loads((out / "arms.json").read_text())
@@ -447,6 +449,8 @@ def fix_plan(out: Path, selection: dict, schedules: Path) -> list[str]:
         name = write_schedule(schedules, f"{base_name[:-len('.json')]}_{arms['chosen'].lower()}",
                               f"issue #30: the chosen length arm {arms['chosen']} at {iterations} iterations", base,
                               semisupervised=change)
+        if iterations == max(LENGTHS):
+            lines.append(f"share arm_{arms['chosen'].lower()} fix_{iterations} {best['name']}")
         if committed_baseline(out, iterations) is not None:
             lines.append(f"fix_{iterations} {name} --methods {best['name']} {ONE_LABELED} --evaluate test")
             continue
@@ -478,18 +482,20 @@ def single_runs(lines: list[str]) -> list[str]:
     return out
 
 
-def share_baseline(source: Path, target: Path) -> list[str]:
-    """Copy the baseline's finished trainings (``runs/baseline/fold_F``: checkpoint_final.pth and
+def share_runs(source: Path, target: Path, method: str = BASELINE) -> list[str]:
+    """Copy ``method``'s finished trainings (``runs/<method>/fold_F``: checkpoint_final.pth and
     nnU-Net's final validation; not the test predictions, which the target's experiment makes from
-    its own copy) from one verdict folder into another that has none of that fold yet. The baseline
-    trainer reads only a schedule's ``finetune`` section, which settings A, B and C share, so its
-    runs are the same runs under any of them. Returns the folds copied."""
+    its own copy) from one experiment folder into another that has none of that fold yet. For the
+    baseline between verdict folders: its trainer reads only a schedule's ``finetune`` section, which
+    settings A, B and C share, so its runs are the same runs under any of them. For a chosen length arm:
+    its arm folder's trainings are the fix's at 2,000 iterations (the same schedule file). Returns the
+    folds copied."""
     copied = []
-    for run in sorted((source / "runs" / BASELINE).glob("fold_*")):
+    for run in sorted((source / "runs" / method).glob("fold_*")):
         trainings = list(run.glob("Dataset*/*__nnUNetPlans__2d/fold_*"))
         finished = [t for t in trainings if (t / "checkpoint_final.pth").is_file()
                     and (t / "validation" / "summary.json").is_file()]
-        destination = target / "runs" / BASELINE / run.name
+        destination = target / "runs" / method / run.name
         if len(finished) != 1 or destination.exists():
             continue
         tmp = destination.parent / f".{run.name}.tmp"
@@ -724,8 +730,9 @@ def main() -> None:
     parser.add_argument("--repeats", action="store_true")
     parser.add_argument("--collect", nargs="+", choices=list(SETTINGS), metavar="SETTING")
     parser.add_argument("--from-log", nargs="+", choices=list(SETTINGS), metavar="SETTING")
-    parser.add_argument("--share-baseline", nargs=2, metavar=("FROM", "TO"),
-                        help="verdict folders under --root: the baseline's finished trainings of FROM copied into TO")
+    parser.add_argument("--share-runs", nargs="+", metavar="FROM TO [METHOD]",
+                        help="experiment folders under --root: METHOD's (default: the baseline's) finished trainings "
+                             "of FROM copied into TO")
     args = parser.parse_args()
     schedules = Path(__file__).resolve().parent / "schedules"
     if args.collect or args.from_log:
@@ -734,10 +741,13 @@ def main() -> None:
         if args.from_log:
             recover_from_log(args.out, args.from_log)
         return
-    if args.share_baseline:
-        source, target = (args.root / name for name in args.share_baseline)
-        copied = share_baseline(source, target)
-        print(f"baseline trainings of {source} reused in {target}: {', '.join(copied) or 'none new'}")
+    if args.share_runs:
+        if len(args.share_runs) not in (2, 3):
+            parser.error(f"--share-runs takes FROM TO [METHOD], got {args.share_runs}")
+        source, target = (args.root / name for name in args.share_runs[:2])
+        method = args.share_runs[2] if len(args.share_runs) == 3 else BASELINE
+        copied = share_runs(source, target, method)
+        print(f"{method} trainings of {source} reused in {target}: {', '.join(copied) or 'none new'}")
         return
     if args.report:
         report(args.root, args.out)

@@ -86,8 +86,9 @@ def test_plans_skip_what_the_committed_results_hold(tmp_path: Path) -> None:
     assert [line.split()[0] for line in module.plan(both_b, "length", schedules, out)] == ["length_2000"]
 
 
-def make_training(run: Path, fold: int, final: bool = True, validated: bool = True) -> Path:
-    training = run / "Dataset910_SyntheticACDC" / "SPConBaselineTrainer__nnUNetPlans__2d" / f"fold_{fold}"
+def make_training(run: Path, fold: int, final: bool = True, validated: bool = True,
+                  trainer: str = "SPConBaselineTrainer") -> Path:
+    training = run / "Dataset910_SyntheticACDC" / f"{trainer}__nnUNetPlans__2d" / f"fold_{fold}"
     (training / "validation").mkdir(parents=True)
     if final:
         (training / "checkpoint_final.pth").write_bytes(b"weights")
@@ -99,7 +100,7 @@ def make_training(run: Path, fold: int, final: bool = True, validated: bool = Tr
     return training
 
 
-def test_share_baseline_copies_finished_trainings_without_their_test_predictions(tmp_path: Path) -> None:
+def test_share_runs_copies_finished_trainings_without_their_test_predictions(tmp_path: Path) -> None:
     module = selection_module()
     source, target = tmp_path / "verdict_c", tmp_path / "verdict_b"
     runs = source / "runs" / "baseline"
@@ -108,7 +109,7 @@ def test_share_baseline_copies_finished_trainings_without_their_test_predictions
     make_training(runs / "fold_2", 2, validated=False)       # final validation missing
     make_training(runs / "fold_3", 3)
     (target / "runs" / "baseline" / "fold_3").mkdir(parents=True)   # the target's own run is kept
-    assert module.share_baseline(source, target) == ["fold_0"]
+    assert module.share_runs(source, target) == ["fold_0"]
     copied = target / "runs" / "baseline" / "fold_0"
     training = copied / "Dataset910_SyntheticACDC" / "SPConBaselineTrainer__nnUNetPlans__2d" / "fold_0"
     assert (training / "checkpoint_final.pth").read_bytes() == b"weights"
@@ -116,7 +117,11 @@ def test_share_baseline_copies_finished_trainings_without_their_test_predictions
     assert not (copied / "test_predictions").exists()
     assert sorted(p.name for p in (target / "runs" / "baseline").iterdir()) == ["fold_0", "fold_3"]
     assert not any((target / "runs" / "baseline" / "fold_3").iterdir())
-    assert module.share_baseline(source, target) == []       # run again: nothing new
+    assert module.share_runs(source, target) == []       # run again: nothing new
+    make_training(source / "runs" / "fixmatch" / "fold_2", 2, trainer="FixMatchTrainer")
+    assert module.share_runs(source, target, "fixmatch") == ["fold_2"]     # another method's runs, by name
+    assert (target / "runs" / "fixmatch" / "fold_2" / "Dataset910_SyntheticACDC" / "FixMatchTrainer__nnUNetPlans__2d"
+            / "fold_2" / "checkpoint_final.pth").is_file()
 
 
 def write_results(folder: Path, evaluated_on: str, scores: dict[str, dict[int, float]]) -> None:
@@ -223,13 +228,14 @@ def test_arms_run_only_when_the_gain_shrinks_and_the_rule_picks_among_them(tmp_p
     assert "| L1 | rampup_epochs 15 |" in (out / "arms.md").read_text()
     # L1's ramp-up is a share of the epochs: at 400 iterations it is B's own 3 epochs, so only 2,000 reruns
     assert module.fix_plan(out, fixmatch_at_b(), schedules) == [
-        "share length_2000 fix_2000",
+        "share arm_l1 fix_2000 fixmatch", "share length_2000 fix_2000",
         "fix_2000 acdc_semi_b_len2000_l1.json --methods baseline fixmatch --labeled 1 --splits 0 1 2 3 --evaluate test"]
     assert json.loads((schedules / "acdc_semi_b_len2000_l1.json").read_text())["semisupervised"]["rampup_epochs"] == 15
     write_results(root / "arm_l2", "validation", {"fixmatch": {0: .53, 1: .41, 2: .62, 3: .5}})   # L2 now best
     assert module.choose_arm(root, out, fixmatch_at_b(), schedules)["chosen"] == "L2"
     fix = module.fix_plan(out, fixmatch_at_b(), schedules)
-    assert fix[0] == "share verdict_b fix_400" and fix[2] == "share length_2000 fix_2000"
+    assert fix[0] == "share verdict_b fix_400" and fix[2:4] == ["share arm_l2 fix_2000 fixmatch",
+                                                                "share length_2000 fix_2000"]
     assert fix[1].startswith("fix_400 acdc_semi_b_l2.json --methods baseline fixmatch")
     assert json.loads((schedules / "acdc_semi_b_l2.json").read_text())["semisupervised"]["unlabeled_weight"] == 0.5
     # L0 kept: nothing to rerun
@@ -252,6 +258,7 @@ def test_a_fix_takes_the_committed_baseline_runs_instead_of_training_them_again(
     assert module.fix_plan(out, fixmatch_at_b(), schedules) == [
         "share verdict_b fix_400",
         "fix_400 acdc_semi_b_l4.json --methods baseline fixmatch --labeled 1 --splits 0 1 2 3 --evaluate test",
+        "share arm_l4 fix_2000 fixmatch",                   # the arm's own trainings, predicted on the test scans
         "fix_2000 acdc_semi_b_len2000_l4.json --methods fixmatch --labeled 1 --splits 0 1 2 3 --evaluate test"]
     # the fix folder holds only the method's runs: the report pairs them with L0's committed baseline
     write_results(root / "fix_2000", "test", {"fixmatch": {0: 0.68, 1: 0.49, 2: 0.83, 3: 0.75}})
