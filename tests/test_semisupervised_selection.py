@@ -397,6 +397,30 @@ def test_fixmatch_default_ema_decay_is_the_committed_selections_choice() -> None
     assert FixMatchTrainer.ema_decay == schedule["semisupervised"]["ema_decay"] == 0.999
 
 
+def test_fixmatch_default_unlabeled_batch_is_the_chosen_length_arms() -> None:
+    """The length arm that the committed rule chose (arms.json), L4, halved setting B's unlabeled batch
+    (6 -> 3): FixMatchTrainer's class default takes half of the labeled batch where no schedule sets
+    unlabeled_batch_size; the other semi-supervised trainers keep the whole of it."""
+    from types import SimpleNamespace
+
+    from spcl_nnunet.training.semisupervised import FixMatchTrainer, MeanTeacherTrainer, SemiSupervisedTrainer
+
+    arms = json.loads((RESULTS / "arms.json").read_text())
+    assert arms["chosen"] == "L4" and arms["changes"]["L4"] == {"unlabeled_batch_size": 3}
+    b = json.loads((REPO / "benchmarks" / "schedules" / "acdc_semi_b.json").read_text())
+    assert FixMatchTrainer.unlabeled_batch_share == 3 / b["semisupervised"]["unlabeled_batch_size"] == 0.5
+    assert MeanTeacherTrainer.unlabeled_batch_share == 1.0
+
+    def per_process(trainer: type, unlabeled_batch_size: int | None, batch_size: int = 8) -> int:
+        return SemiSupervisedTrainer.unlabeled_batch_per_process(SimpleNamespace(
+            unlabeled_batch_size=unlabeled_batch_size, unlabeled_batch_share=trainer.unlabeled_batch_share,
+            batch_size=batch_size))
+
+    assert (per_process(FixMatchTrainer, None), per_process(MeanTeacherTrainer, None)) == (4, 8)
+    assert per_process(FixMatchTrainer, None, batch_size=1) == 1                   # never an empty batch
+    assert per_process(FixMatchTrainer, 6) == 6                                   # a schedule's value is kept
+
+
 def test_single_runs_split_each_experiment_into_one_line_per_method_and_split() -> None:
     lines = ["share verdict_b verdict_c",
              "verdict_c acdc_semi_c.json --methods baseline fixmatch --labeled 2 --splits 0 3 --evaluate test"]

@@ -48,7 +48,8 @@ class SemiSupervisedTrainer(SPConFinetuneTrainer):
     replaces ``extra_terms``."""
 
     schedule_role = "semisupervised"          # SPCL_SCHEDULE: the finetune overrides, then the semisupervised ones
-    unlabeled_batch_size: int | None = None   # None: the labeled batch size
+    unlabeled_batch_size: int | None = None   # None: unlabeled_batch_share x the labeled batch size
+    unlabeled_batch_share: float = 1.0        # the unlabeled batch where unlabeled_batch_size is None
     rampup_epochs: float = 0.0                # sigmoid ramp-up exp(-5(1-t)^2) of the unlabeled weight (0: none)
     log_panels: list[Panel] = [(("supervised_loss",), ()), (("rampup_weight",), ())]
     validation_log_keys: tuple[str, ...] = ()    # panel keys logged by the validation epoch, not by train steps
@@ -84,10 +85,13 @@ class SemiSupervisedTrainer(SPConFinetuneTrainer):
         return self.heads_parameters()
 
     def unlabeled_batch_per_process(self) -> int:
-        """``unlabeled_batch_size`` (global) split evenly over the processes; None: the labeled batch
-        size of this process."""
+        """``unlabeled_batch_size`` (global) split evenly over the processes; None:
+        ``unlabeled_batch_share`` x the labeled batch size of this process (rounded, at least 1)."""
         if self.unlabeled_batch_size is None:
-            return self.batch_size
+            if self.unlabeled_batch_share <= 0:
+                raise ValueError(f"{self.__class__.__name__}: unlabeled_batch_share must be above 0, got "
+                                 f"{self.unlabeled_batch_share!r}")
+            return max(1, round(self.batch_size * self.unlabeled_batch_share))
         return per_rank_count(self.unlabeled_batch_size, "unlabeled_batch_size")
 
     def unlabeled_loader(self, pool: list[str]):
@@ -378,6 +382,7 @@ class FixMatchTrainer(MeanTeacherTrainer):
     strong_intensity: bool = True
     ema_decay = 0.999                         # issue #30's selection chose 0.999 (setting B) over 0.99
     class_balanced_pseudo_labels: bool = False   # L_u^bal (issue #30's length arm L5) instead of L_u
+    unlabeled_batch_share = 0.5               # issue #30's length arm L4 (the unlabeled batch halved) won on validation
     log_panels = [(("supervised_loss",), ("pseudo_label_loss",)), (("mask_ratio", "rampup_weight"), ("ema_decay",))]
 
     def initialize(self):
