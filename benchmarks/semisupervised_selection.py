@@ -389,7 +389,10 @@ def choose_arm(root: Path, out: Path, selection: dict, schedules: Path) -> dict:
     result = {"rule": "benchmarks/README.md, Issue #30, Length arms (committed before any length run)",
               "evaluated_on": "validation", "method": best, "reference_schedule": reference["name"],
               "changes": {arm: change for arm, change in changes.items() if change is not None},
-              "skipped": arm_skipped(changes, reference), "hypotheses": ARM_HYPOTHESES, **decision}
+              "skipped": arm_skipped(changes, reference), "hypotheses": ARM_HYPOTHESES,
+              # each run's validation Dice, for the per-split table of docs/results.md
+              "scores": {name: {str(s): d for s, d in sorted(by.items())}
+                         for name, by in {BASELINE: l0[BASELINE], **candidates}.items()}, **decision}
     write_json(out / "arms.json", result)
     rows = ["| arm | change | hypothesis | mean validation Dice | − L0, points [95 % CI] | − baseline, points |",
             "|---|---|---|---|---|---|"]

@@ -217,6 +217,7 @@ def test_arms_run_only_when_the_gain_shrinks_and_the_rule_picks_among_them(tmp_p
     write_results(root / "arm_l5", "validation", {"fixmatch": {0: .51, 1: .39, 2: .6, 3: .5}})   # level with L0
     result = module.choose_arm(root, out, fixmatch_at_b(), schedules)
     assert result["chosen"] == "L1" and result["candidates"] == ["L0", "L1", "L2", "L4", "L5"]
+    assert result["scores"]["L1"] == {"0": .52, "1": .41, "2": .62, "3": .49} and result["scores"]["baseline"]["2"] == .6
     # a folder lost with a checkout: its runs' validation Dice from progress.log's "finished" lines
     import shutil
     shutil.rmtree(root / "arm_l5")
