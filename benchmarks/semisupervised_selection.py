@@ -688,8 +688,8 @@ def report(root: Path, out: Path) -> None:
                      + (f"{100 * mask:.2f} %" if mask is not None else "–")
                      + (f" ({row['mask_ratio_runs']} of {row['n']} runs)" if mask is not None
                         and row.get("mask_ratio_runs") not in (None, row["n"]) else "") + " |")
-    logged = [f"{row['iterations']} iterations{'' if row['arm'] == 'L0' else ' (arm ' + row['arm'] + ')'}: " + "; ".join(f"{m} split(s) {', '.join(map(str, splits))}"
-                                                              for m, splits in row["from_log"].items())
+    logged = [f"{row['iterations']} iterations" + ("" if row["arm"] == "L0" else f" (arm {row['arm']})") + ": "
+              + "; ".join(f"{m} split(s) {', '.join(map(str, splits))}" for m, splits in row["from_log"].items())
               for row in rows if row.get("from_log")]
     if logged:
         lines += ["", "Runs whose Dice is the \"finished\" line of progress.log (2 decimals; their run folders were "

@@ -93,6 +93,7 @@ def test_training_run(runs, trainer: str) -> None:
     proc, folder = runs[trainer]
     assert epochs_in(proc.stdout) == list(range(EPOCHS)), tail(proc)
     assert "unlabeled pool:" in proc.stdout and "validation scans excluded" in proc.stdout
+    assert "unlabeled batch 2 per process, labeled 2" in proc.stdout     # the smoke schedule's unlabeled_batch_size
     if trainer == SPCON_MT:
         assert "Loading pretrained weights from file" in proc.stdout
     assert "Final validation skipped (final_validation = False)" in proc.stdout, tail(proc)

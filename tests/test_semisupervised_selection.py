@@ -420,6 +420,9 @@ def test_fixmatch_default_unlabeled_batch_is_the_chosen_length_arms() -> None:
     assert (per_process(FixMatchTrainer, None), per_process(MeanTeacherTrainer, None)) == (4, 8)
     assert per_process(FixMatchTrainer, None, batch_size=1) == 1                   # never an empty batch
     assert per_process(FixMatchTrainer, 6) == 6                                   # a schedule's value is kept
+    with pytest.raises(ValueError, match="unlabeled_batch_share must be above 0, got 0"):
+        SemiSupervisedTrainer.unlabeled_batch_per_process(SimpleNamespace(
+            unlabeled_batch_size=None, unlabeled_batch_share=0, batch_size=8))
 
 
 def test_single_runs_split_each_experiment_into_one_line_per_method_and_split() -> None:

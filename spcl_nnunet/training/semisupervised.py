@@ -107,7 +107,8 @@ class SemiSupervisedTrainer(SPConFinetuneTrainer):
         pool, val_keys = self.training_pool()          # loads the sidecars (do_split)
         label_less = sorted(set(pool) & set(self.meta_labels.unlabeled))
         self.print_to_log_file(f"unlabeled pool: {len(pool)} training scans ({len(label_less)} without labels; "
-                               f"the {len(val_keys)} validation scans excluded)")
+                               f"the {len(val_keys)} validation scans excluded); unlabeled batch "
+                               f"{self.unlabeled_batch_per_process()} per process, labeled {self.batch_size}")
         self.dataloader_unlabeled = wrap_in_augmenter(self.unlabeled_loader(pool), self.device.type == "cuda")
         next(self.dataloader_unlabeled)
         return dl_tr, dl_val
